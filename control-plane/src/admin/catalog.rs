@@ -1,0 +1,268 @@
+//! Providers (where requests go, with encrypted credentials) and models (public names mapped to
+//! a provider's model, with versioned prices).
+
+use super::AdminApi;
+use super::audit::{self, AuditEntry};
+use super::validate;
+use crate::error::{AdminError, conflict_as};
+use sqlx::PgConnection;
+use tollgate_proto::v1 as pb;
+use uuid::Uuid;
+
+const MAX_TIMEOUT_MS: u32 = 3_600_000;
+const MAX_MOCK_LATENCY_MS: u32 = 600_000;
+const MAX_MOCK_OUTPUT_TOKENS: u32 = 1_000_000;
+const MAX_MOCK_CHUNK_INTERVAL_MS: u32 = 60_000;
+
+impl AdminApi {
+    pub async fn create_provider(
+        &self,
+        actor: &str,
+        request: pb::CreateProviderRequest,
+    ) -> Result<pb::Provider, AdminError> {
+        let name = validate::entity_name("name", &request.name)?;
+        let kind = validate::provider_kind(&request.kind)?;
+        let base_url = match (kind, request.base_url.is_empty()) {
+            ("mock", true) => String::new(),
+            ("mock", false) => {
+                return Err(AdminError::invalid(
+                    "base_url",
+                    "the built-in mock provider takes no base URL",
+                ));
+            }
+            (_, true) => return Err(AdminError::invalid("base_url", "required for this kind")),
+            (_, false) => validate::base_url(&request.base_url)?,
+        };
+        let timeout_ms = validate::bounded("request_timeout_ms", request.request_timeout_ms, MAX_TIMEOUT_MS)?;
+        let mock = request.mock.unwrap_or_default();
+        let latency_ms = validate::bounded("mock.latency_ms", mock.latency_ms, MAX_MOCK_LATENCY_MS)?;
+        let output_tokens = validate::bounded(
+            "mock.output_tokens",
+            mock.output_tokens,
+            MAX_MOCK_OUTPUT_TOKENS,
+        )?;
+        let chunk_interval_ms = validate::bounded(
+            "mock.chunk_interval_ms",
+            mock.chunk_interval_ms,
+            MAX_MOCK_CHUNK_INTERVAL_MS,
+        )?;
+        let api_key_ciphertext = match request.api_key.trim() {
+            "" => None,
+            key => Some(self.master_key.encrypt(key)?),
+        };
+
+        let mut tx = self.pool.begin().await?;
+        let provider_id = sqlx::query_scalar!(
+            r#"INSERT INTO providers (name, kind, base_url, api_key_ciphertext, request_timeout_ms,
+                                      mock_latency_ms, mock_output_tokens, mock_chunk_interval_ms)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id"#,
+            name,
+            kind,
+            base_url,
+            api_key_ciphertext,
+            timeout_ms,
+            latency_ms,
+            output_tokens,
+            chunk_interval_ms,
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(conflict_as("provider", name))?;
+        let provider = fetch_providers(&mut tx, Some(provider_id))
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| AdminError::not_found("provider", name))?;
+        let entry = AuditEntry {
+            actor,
+            action: "provider.create",
+            target: format!("provider/{name}"),
+            before: None,
+            after: audit::state(&provider),
+        };
+        audit::commit_config_write(tx, entry).await?;
+        Ok(provider)
+    }
+
+    pub async fn list_providers(&self) -> Result<pb::ListProvidersResponse, AdminError> {
+        let mut conn = self.pool.acquire().await?;
+        let providers = fetch_providers(&mut conn, None).await?;
+        Ok(pb::ListProvidersResponse { providers })
+    }
+
+    pub async fn create_model(
+        &self,
+        actor: &str,
+        request: pb::CreateModelRequest,
+    ) -> Result<pb::Model, AdminError> {
+        let name = validate::model_name("name", &request.name)?;
+        let provider = validate::entity_name("provider", &request.provider)?;
+        let upstream_model = if request.upstream_model.is_empty() {
+            name
+        } else {
+            validate::model_name("upstream_model", &request.upstream_model)?
+        };
+        let input_price = validate::price("input_price", request.input_price_micros_per_mtok)?;
+        let output_price = validate::price("output_price", request.output_price_micros_per_mtok)?;
+
+        let mut tx = self.pool.begin().await?;
+        let provider_id = sqlx::query_scalar!("SELECT id FROM providers WHERE name = $1", provider)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| AdminError::not_found("provider", provider))?;
+        let model_id = sqlx::query_scalar!(
+            "INSERT INTO models (name, provider_id, upstream_model) VALUES ($1, $2, $3) RETURNING id",
+            name,
+            provider_id,
+            upstream_model
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(conflict_as("model", name))?;
+        sqlx::query!(
+            r#"INSERT INTO model_prices (model_id, version, input_price_micros_per_mtok,
+                                         output_price_micros_per_mtok)
+               VALUES ($1, 1, $2, $3)"#,
+            model_id,
+            input_price,
+            output_price
+        )
+        .execute(&mut *tx)
+        .await?;
+        let model = fetch_model(&mut tx, model_id).await?;
+        let entry = AuditEntry {
+            actor,
+            action: "model.create",
+            target: format!("model/{name}"),
+            before: None,
+            after: audit::state(&model),
+        };
+        audit::commit_config_write(tx, entry).await?;
+        Ok(model)
+    }
+
+    pub async fn list_models(&self) -> Result<pb::ListModelsResponse, AdminError> {
+        let mut conn = self.pool.acquire().await?;
+        let models = fetch_models(&mut conn, None).await?;
+        Ok(pb::ListModelsResponse { models })
+    }
+
+    /// A new price version effective now; usage priced with older versions keeps them.
+    pub async fn set_model_price(
+        &self,
+        actor: &str,
+        request: pb::SetModelPriceRequest,
+    ) -> Result<pb::Model, AdminError> {
+        let name = validate::model_name("model", &request.model)?;
+        let input_price = validate::price("input_price", request.input_price_micros_per_mtok)?;
+        let output_price = validate::price("output_price", request.output_price_micros_per_mtok)?;
+        let mut tx = self.pool.begin().await?;
+        // FOR UPDATE serialises concurrent price changes of one model, so versions never collide.
+        let model_id = sqlx::query_scalar!("SELECT id FROM models WHERE name = $1 FOR UPDATE", name)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| AdminError::not_found("model", name))?;
+        let before = fetch_model(&mut tx, model_id).await?;
+        sqlx::query!(
+            r#"INSERT INTO model_prices (model_id, version, input_price_micros_per_mtok,
+                                         output_price_micros_per_mtok)
+               SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3
+               FROM model_prices WHERE model_id = $1"#,
+            model_id,
+            input_price,
+            output_price
+        )
+        .execute(&mut *tx)
+        .await?;
+        let after = fetch_model(&mut tx, model_id).await?;
+        let entry = AuditEntry {
+            actor,
+            action: "model.set_price",
+            target: format!("model/{name}"),
+            before: audit::state(&before),
+            after: audit::state(&after),
+        };
+        audit::commit_config_write(tx, entry).await?;
+        Ok(after)
+    }
+}
+
+async fn fetch_providers(
+    conn: &mut PgConnection,
+    provider_id: Option<Uuid>,
+) -> Result<Vec<pb::Provider>, AdminError> {
+    let providers = sqlx::query!(
+        r#"SELECT id, name, kind, base_url, api_key_ciphertext IS NOT NULL AS "has_api_key!",
+                  request_timeout_ms, mock_latency_ms, mock_output_tokens, mock_chunk_interval_ms,
+                  created_at
+           FROM providers WHERE ($1::uuid IS NULL OR id = $1) ORDER BY name"#,
+        provider_id
+    )
+    .fetch_all(conn)
+    .await?
+    .into_iter()
+    .map(|row| pb::Provider {
+        id: row.id.to_string(),
+        name: row.name,
+        mock: (row.kind == "mock").then(|| pb::MockSettings {
+            latency_ms: u32::try_from(row.mock_latency_ms).unwrap_or(0),
+            output_tokens: u32::try_from(row.mock_output_tokens).unwrap_or(0),
+            chunk_interval_ms: u32::try_from(row.mock_chunk_interval_ms).unwrap_or(0),
+        }),
+        kind: row.kind,
+        base_url: row.base_url,
+        has_api_key: row.has_api_key,
+        request_timeout_ms: u32::try_from(row.request_timeout_ms).unwrap_or(0),
+        created_at_unix_ms: row.created_at.timestamp_millis(),
+    })
+    .collect();
+    Ok(providers)
+}
+
+async fn fetch_model(conn: &mut PgConnection, model_id: Uuid) -> Result<pb::Model, AdminError> {
+    fetch_models(conn, Some(model_id))
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| AdminError::not_found("model", model_id.to_string()))
+}
+
+async fn fetch_models(
+    conn: &mut PgConnection,
+    model_id: Option<Uuid>,
+) -> Result<Vec<pb::Model>, AdminError> {
+    let models = sqlx::query!(
+        r#"SELECT m.id, m.name, pr.name AS provider, m.upstream_model, m.created_at,
+                  p.version AS "price_version?",
+                  p.input_price_micros_per_mtok AS "input_price_micros_per_mtok?",
+                  p.output_price_micros_per_mtok AS "output_price_micros_per_mtok?",
+                  p.effective_from AS "effective_from?"
+           FROM models m
+           JOIN providers pr ON pr.id = m.provider_id
+           LEFT JOIN LATERAL (
+               SELECT version, input_price_micros_per_mtok, output_price_micros_per_mtok,
+                      effective_from
+               FROM model_prices WHERE model_id = m.id
+               ORDER BY version DESC LIMIT 1
+           ) p ON TRUE
+           WHERE ($1::uuid IS NULL OR m.id = $1)
+           ORDER BY m.name"#,
+        model_id
+    )
+    .fetch_all(conn)
+    .await?
+    .into_iter()
+    .map(|row| pb::Model {
+        id: row.id.to_string(),
+        name: row.name,
+        provider: row.provider,
+        upstream_model: row.upstream_model,
+        input_price_micros_per_mtok: row.input_price_micros_per_mtok.unwrap_or(0),
+        output_price_micros_per_mtok: row.output_price_micros_per_mtok.unwrap_or(0),
+        price_version: row.price_version.map_or(0, |v| u32::try_from(v).unwrap_or(0)),
+        price_effective_from_unix_ms: row.effective_from.map_or(0, |at| at.timestamp_millis()),
+        created_at_unix_ms: row.created_at.timestamp_millis(),
+    })
+    .collect();
+    Ok(models)
+}

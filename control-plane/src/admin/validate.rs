@@ -1,0 +1,173 @@
+//! Validation of admin input at the boundary: every rejected field is named in the error, and
+//! nothing is written until the whole request is valid.
+
+use crate::error::AdminError;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use url::{Host, Url};
+use uuid::Uuid;
+
+pub const PROVIDER_KINDS: &[&str] = &["mock", "openai"];
+const MAX_NAME_LEN: usize = 64;
+const MAX_MODEL_NAME_LEN: usize = 128;
+/// $1,000,000 per 1M tokens: far above any real price, low enough to catch unit mistakes.
+const MAX_PRICE_MICROS_PER_MTOK: i64 = 1_000_000_000_000;
+
+/// Org, team, project, user, provider and key names: `[A-Za-z0-9][A-Za-z0-9._-]*`, ≤ 64 chars.
+pub fn entity_name<'a>(field: &'static str, value: &'a str) -> Result<&'a str, AdminError> {
+    checked_name(field, value, MAX_NAME_LEN, &['.', '_', '-'])
+}
+
+/// Model names also allow `:`, `/` and `@` (`llama3:8b`, `openai/gpt-4o`).
+pub fn model_name<'a>(field: &'static str, value: &'a str) -> Result<&'a str, AdminError> {
+    checked_name(
+        field,
+        value,
+        MAX_MODEL_NAME_LEN,
+        &['.', '_', '-', ':', '/', '@'],
+    )
+}
+
+fn checked_name<'a>(
+    field: &'static str,
+    value: &'a str,
+    max_len: usize,
+    punctuation: &[char],
+) -> Result<&'a str, AdminError> {
+    if value.is_empty() {
+        return Err(AdminError::invalid(field, "must not be empty"));
+    }
+    if value.len() > max_len {
+        return Err(AdminError::invalid(
+            field,
+            format!("must be at most {max_len} characters"),
+        ));
+    }
+    let mut chars = value.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || punctuation.contains(&c));
+    if !(first_ok && rest_ok) {
+        let allowed: String = punctuation.iter().collect();
+        return Err(AdminError::invalid(
+            field,
+            format!("'{value}' must start with a letter or digit and contain only letters, digits and '{allowed}'"),
+        ));
+    }
+    Ok(value)
+}
+
+pub fn provider_kind(value: &str) -> Result<&str, AdminError> {
+    if PROVIDER_KINDS.contains(&value) {
+        Ok(value)
+    } else {
+        Err(AdminError::invalid(
+            "kind",
+            format!("unknown provider kind '{value}' (known: {})", PROVIDER_KINDS.join(", ")),
+        ))
+    }
+}
+
+/// An upstream base URL must be http(s) and must not point at link-local or cloud metadata
+/// addresses, so an admin token cannot be turned into a way to read instance credentials.
+/// Loopback and private ranges stay allowed: local Ollama and vLLM servers live there.
+pub fn base_url(value: &str) -> Result<String, AdminError> {
+    let url = Url::parse(value)
+        .map_err(|err| AdminError::invalid("base_url", format!("'{value}' is not a URL: {err}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(AdminError::invalid("base_url", "scheme must be http or https"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(AdminError::invalid(
+            "base_url",
+            "must not embed credentials; use --api-key",
+        ));
+    }
+    let forbidden = match url.host() {
+        None => return Err(AdminError::invalid("base_url", "must have a host")),
+        Some(Host::Domain(domain)) => {
+            let domain = domain.to_ascii_lowercase();
+            domain == "metadata.google.internal" || domain == "metadata"
+        }
+        Some(Host::Ipv4(ip)) => forbidden_ip(IpAddr::V4(ip)),
+        Some(Host::Ipv6(ip)) => forbidden_ip(IpAddr::V6(ip)),
+    };
+    if forbidden {
+        return Err(AdminError::invalid(
+            "base_url",
+            "link-local, unspecified and cloud metadata addresses are not allowed",
+        ));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+fn forbidden_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_link_local() || v4 == Ipv4Addr::UNSPECIFIED,
+        IpAddr::V6(v6) => {
+            (v6.segments()[0] & 0xffc0) == 0xfe80
+                || v6 == Ipv6Addr::UNSPECIFIED
+                || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_link_local())
+        }
+    }
+}
+
+pub fn price(field: &'static str, micros_per_mtok: i64) -> Result<i64, AdminError> {
+    if !(0..=MAX_PRICE_MICROS_PER_MTOK).contains(&micros_per_mtok) {
+        return Err(AdminError::invalid(
+            field,
+            format!("must be between 0 and {MAX_PRICE_MICROS_PER_MTOK} micro-dollars per 1M tokens"),
+        ));
+    }
+    Ok(micros_per_mtok)
+}
+
+/// A u32 from the wire that must fit a column and a sane ceiling.
+pub fn bounded(field: &'static str, value: u32, max: u32) -> Result<i32, AdminError> {
+    if value > max {
+        return Err(AdminError::invalid(field, format!("must be at most {max}")));
+    }
+    i32::try_from(value).map_err(|_| AdminError::invalid(field, "too large"))
+}
+
+pub fn uuid(field: &'static str, value: &str) -> Result<Uuid, AdminError> {
+    Uuid::parse_str(value)
+        .map_err(|_| AdminError::invalid(field, format!("'{value}' is not a valid id")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked_with_the_field_in_the_error() {
+        assert!(entity_name("name", "acme-prod_2").is_ok());
+        let err = entity_name("name", "").unwrap_err().to_string();
+        assert_eq!(err, "name: must not be empty");
+        assert!(entity_name("team", "-lead").is_err());
+        assert!(entity_name("team", "a b").is_err());
+        assert!(entity_name("team", &"a".repeat(65)).is_err());
+        assert!(model_name("name", "llama3:8b").is_ok());
+        assert!(model_name("name", "openai/gpt-4o").is_ok());
+    }
+
+    #[test]
+    fn base_urls_must_be_http_and_not_metadata_endpoints() {
+        assert_eq!(
+            base_url("https://api.openai.com/v1/").ok().as_deref(),
+            Some("https://api.openai.com/v1")
+        );
+        assert!(base_url("http://127.0.0.1:11434/v1").is_ok());
+        assert!(base_url("http://169.254.169.254/latest").is_err());
+        assert!(base_url("http://[fe80::1]/v1").is_err());
+        assert!(base_url("http://metadata.google.internal/").is_err());
+        assert!(base_url("ftp://example.com").is_err());
+        assert!(base_url("https://user:pw@example.com").is_err());
+        assert!(base_url("not a url").is_err());
+    }
+
+    #[test]
+    fn prices_must_be_non_negative_and_plausible() {
+        assert!(price("input_price", 2_500_000).is_ok());
+        assert!(price("input_price", -1).is_err());
+        assert!(price("input_price", i64::MAX).is_err());
+    }
+}

@@ -1,0 +1,282 @@
+//! ConfigService: one long-lived stream per edge. The plane sends a full snapshot on connect and
+//! a new one whenever the config version moves (pushed by `version_watch`, never polled by
+//! edges), and records what each edge ACKs, NACKs and when it was last heard from.
+
+use crate::auth::bearer_token;
+use crate::error::AdminError;
+use crate::secrets;
+use crate::snapshot::SnapshotBuilder;
+use sqlx::PgPool;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tollgate_proto::v1 as pb;
+use tollgate_proto::v1::edge_message::Kind;
+use tonic::{Request, Response, Status, Streaming};
+use uuid::Uuid;
+
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How soon a snapshot that could not be built (database down) is tried again.
+const BUILD_RETRY: Duration = Duration::from_secs(1);
+const MAX_EDGE_ID_LEN: usize = 128;
+const MAX_LABEL_LEN: usize = 64;
+const MAX_NACK_REASON_LEN: usize = 2000;
+
+#[derive(Debug, Clone)]
+pub struct ConfigStreamService {
+    pool: PgPool,
+    builder: Arc<SnapshotBuilder>,
+    versions: watch::Receiver<u64>,
+    shutdown: CancellationToken,
+}
+
+impl ConfigStreamService {
+    pub fn new(
+        pool: PgPool,
+        builder: Arc<SnapshotBuilder>,
+        versions: watch::Receiver<u64>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            pool,
+            builder,
+            versions,
+            shutdown,
+        }
+    }
+
+    async fn verify_join_token(&self, token: &str) -> Result<(), Status> {
+        let hash = secrets::sha256(token);
+        let known = sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT 1 FROM edge_join_tokens
+                              WHERE token_hash = $1 AND revoked_at IS NULL) AS "known!""#,
+            &hash[..]
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(AdminError::from)?;
+        if known {
+            Ok(())
+        } else {
+            Err(Status::unauthenticated("unknown or revoked join token"))
+        }
+    }
+}
+
+/// The validated first message of a stream.
+#[derive(Debug)]
+struct EdgeHello {
+    edge_id: String,
+    region: String,
+    build_version: String,
+    config_version: i64,
+}
+
+impl TryFrom<pb::EdgeHello> for EdgeHello {
+    type Error = AdminError;
+
+    fn try_from(hello: pb::EdgeHello) -> Result<Self, Self::Error> {
+        let printable = |s: &str| s.chars().all(|c| !c.is_control());
+        if hello.edge_id.is_empty() || hello.edge_id.len() > MAX_EDGE_ID_LEN || !printable(&hello.edge_id) {
+            return Err(AdminError::invalid(
+                "edge_id",
+                format!("must be 1 to {MAX_EDGE_ID_LEN} printable characters"),
+            ));
+        }
+        if hello.region.len() > MAX_LABEL_LEN || !printable(&hello.region) {
+            return Err(AdminError::invalid("region", "too long or not printable"));
+        }
+        if hello.build_version.len() > MAX_LABEL_LEN || !printable(&hello.build_version) {
+            return Err(AdminError::invalid("build_version", "too long or not printable"));
+        }
+        Ok(Self {
+            edge_id: hello.edge_id,
+            region: hello.region,
+            build_version: hello.build_version,
+            config_version: i64::try_from(hello.config_version)
+                .map_err(|_| AdminError::invalid("config_version", "out of range"))?,
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl pb::config_service_server::ConfigService for ConfigStreamService {
+    type SubscribeStream = ReceiverStream<Result<pb::ConfigUpdate, Status>>;
+
+    async fn subscribe(
+        &self,
+        request: Request<Streaming<pb::EdgeMessage>>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let token = bearer_token(request.metadata())
+            .ok_or_else(|| Status::unauthenticated("missing join token"))?;
+        self.verify_join_token(token).await?;
+        let mut inbound = request.into_inner();
+        let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
+            Ok(Ok(Some(pb::EdgeMessage {
+                kind: Some(Kind::Hello(hello)),
+            }))) => EdgeHello::try_from(hello)?,
+            Ok(Ok(_)) => {
+                return Err(Status::invalid_argument(
+                    "the first message on the stream must be an EdgeHello",
+                ));
+            }
+            Ok(Err(status)) => return Err(status),
+            Err(_) => return Err(Status::deadline_exceeded("no EdgeHello within 10s")),
+        };
+        let session = EdgeSession {
+            pool: self.pool.clone(),
+            builder: Arc::clone(&self.builder),
+            versions: self.versions.clone(),
+            shutdown: self.shutdown.clone(),
+            edge_id: hello.edge_id.clone(),
+            session_id: Uuid::new_v4(),
+        };
+        session.register(&hello).await.map_err(Status::from)?;
+        tracing::info!(edge_id = %hello.edge_id, region = %hello.region, held_version = hello.config_version, "edge connected");
+        let (outbound, receiver) = mpsc::channel(4);
+        tokio::spawn(session.run(inbound, outbound));
+        Ok(Response::new(ReceiverStream::new(receiver)))
+    }
+}
+
+/// One connected edge: owns its stream until either side ends it or the plane shuts down.
+struct EdgeSession {
+    pool: PgPool,
+    builder: Arc<SnapshotBuilder>,
+    versions: watch::Receiver<u64>,
+    shutdown: CancellationToken,
+    edge_id: String,
+    session_id: Uuid,
+}
+
+type Outbound = mpsc::Sender<Result<pb::ConfigUpdate, Status>>;
+
+impl EdgeSession {
+    async fn register(&self, hello: &EdgeHello) -> Result<(), AdminError> {
+        sqlx::query!(
+            r#"INSERT INTO edges (edge_id, region, build_version, config_version, connected,
+                                  session_id, last_seen_at)
+               VALUES ($1, $2, $3, $4, TRUE, $5, now())
+               ON CONFLICT (edge_id) DO UPDATE SET
+                   region = EXCLUDED.region, build_version = EXCLUDED.build_version,
+                   config_version = EXCLUDED.config_version, connected = TRUE,
+                   session_id = EXCLUDED.session_id, last_seen_at = now()"#,
+            hello.edge_id,
+            hello.region,
+            hello.build_version,
+            hello.config_version,
+            self.session_id
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn run(mut self, mut inbound: Streaming<pb::EdgeMessage>, outbound: Outbound) {
+        let mut sent_version = 0_u64;
+        let mut needs_send = true;
+        loop {
+            if needs_send {
+                let wanted = *self.versions.borrow_and_update();
+                match self.builder.snapshot(wanted).await {
+                    Ok(snapshot) => {
+                        needs_send = false;
+                        if snapshot.version > sent_version {
+                            let update = pb::ConfigUpdate {
+                                kind: Some(pb::config_update::Kind::Snapshot((*snapshot).clone())),
+                            };
+                            if outbound.send(Ok(update)).await.is_err() {
+                                break;
+                            }
+                            sent_version = snapshot.version;
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(edge_id = %self.edge_id, error = %err, "could not build snapshot; retrying");
+                    }
+                }
+            }
+            tokio::select! {
+                () = self.shutdown.cancelled() => break,
+                () = outbound.closed() => break,
+                changed = self.versions.changed() => match changed {
+                    Ok(()) => needs_send = true,
+                    Err(_) => break,
+                },
+                () = tokio::time::sleep(BUILD_RETRY), if needs_send => {}
+                message = inbound.message() => match message {
+                    Ok(Some(message)) => self.record(message).await,
+                    Ok(None) => break,
+                    Err(status) => {
+                        tracing::debug!(edge_id = %self.edge_id, %status, "edge stream ended with an error");
+                        break;
+                    }
+                },
+            }
+        }
+        if let Err(err) = self.disconnect().await {
+            tracing::warn!(edge_id = %self.edge_id, error = %err, "could not mark edge disconnected");
+        }
+        tracing::info!(edge_id = %self.edge_id, "edge disconnected");
+    }
+
+    async fn record(&self, message: pb::EdgeMessage) {
+        let result = match message.kind {
+            Some(Kind::Ack(ack)) => {
+                tracing::info!(edge_id = %self.edge_id, version = ack.config_version, "edge applied snapshot");
+                self.record_version(ack.config_version).await
+            }
+            Some(Kind::Heartbeat(beat)) => self.record_version(beat.config_version).await,
+            Some(Kind::Nack(nack)) => {
+                tracing::warn!(edge_id = %self.edge_id, version = nack.config_version, reason = %nack.reason, "edge rejected snapshot");
+                self.record_nack(nack).await
+            }
+            Some(Kind::Hello(_)) | None => Ok(()),
+        };
+        if let Err(err) = result {
+            tracing::warn!(edge_id = %self.edge_id, error = %err, "could not record edge state");
+        }
+    }
+
+    async fn record_version(&self, version: u64) -> Result<(), sqlx::Error> {
+        let version = i64::try_from(version).unwrap_or(i64::MAX);
+        sqlx::query!(
+            "UPDATE edges SET config_version = $2, last_seen_at = now() WHERE edge_id = $1 AND session_id = $3",
+            self.edge_id,
+            version,
+            self.session_id
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn record_nack(&self, nack: pb::SnapshotNack) -> Result<(), sqlx::Error> {
+        let version = i64::try_from(nack.config_version).unwrap_or(i64::MAX);
+        let reason: String = nack.reason.chars().take(MAX_NACK_REASON_LEN).collect();
+        sqlx::query!(
+            r#"UPDATE edges SET last_nack_version = $2, last_nack_reason = $3, last_nack_at = now(),
+                                last_seen_at = now()
+               WHERE edge_id = $1"#,
+            self.edge_id,
+            version,
+            reason
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn disconnect(&self) -> Result<(), sqlx::Error> {
+        sqlx::query!(
+            "UPDATE edges SET connected = FALSE, last_seen_at = now() WHERE edge_id = $1 AND session_id = $2",
+            self.edge_id,
+            self.session_id
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}

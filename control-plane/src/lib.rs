@@ -1,0 +1,14 @@
+//! Tollgate control plane: owns all configuration in Postgres, serves the admin API, and streams
+//! versioned config snapshots to edges. Binaries: `tollgate-cp` (server) and `tollgatectl`.
+
+pub mod admin;
+pub mod auth;
+pub mod config_stream;
+pub mod crypto;
+pub mod db;
+pub mod error;
+pub mod secrets;
+pub mod seed;
+pub mod server;
+pub mod snapshot;
+pub mod version_watch;

@@ -1,0 +1,61 @@
+//! Wires the gRPC server: admin API behind the admin-token interceptor, the config stream (which
+//! checks join tokens itself, as that needs the database), and server reflection.
+
+use crate::admin::AdminApi;
+use crate::auth::AdminAuth;
+use crate::config_stream::ConfigStreamService;
+use crate::crypto::MasterKey;
+use crate::snapshot::SnapshotBuilder;
+use crate::version_watch;
+use sqlx::PgPool;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tollgate_proto::v1 as pb;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot read the config version (is the database migrated?): {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub admin_token: String,
+    pub master_key: MasterKey,
+}
+
+pub async fn serve(
+    pool: PgPool,
+    options: ServeOptions,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let versions = version_watch::spawn(pool.clone(), shutdown.clone()).await?;
+    let builder = Arc::new(SnapshotBuilder::new(pool.clone(), options.master_key.clone()));
+    let config = ConfigStreamService::new(pool.clone(), builder, versions, shutdown.clone());
+    let admin = AdminApi::new(pool, options.master_key);
+    let auth = AdminAuth::new(&options.admin_token);
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+
+    tracing::info!(listen = %options.listen, "control plane serving gRPC");
+    tonic::transport::Server::builder()
+        // Detects edges that vanished without closing their stream.
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .add_service(reflection)
+        .add_service(pb::admin_service_server::AdminServiceServer::with_interceptor(
+            admin,
+            move |request| auth.intercept(request),
+        ))
+        .add_service(pb::config_service_server::ConfigServiceServer::new(config))
+        .serve_with_shutdown(options.listen, shutdown.cancelled_owned())
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,192 @@
+//! Builds the config snapshot edges receive: every usable org, team, project, user, key,
+//! provider (with its decrypted secret) and priced model, read in one repeatable-read
+//! transaction so a snapshot is always one consistent version. The newest build is cached:
+//! a thousand edges asking for version N cost one build.
+
+use crate::crypto::MasterKey;
+use crate::error::AdminError;
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use std::sync::Arc;
+use tokio::sync::Mutex;
+use tollgate_proto::v1 as pb;
+
+#[derive(Debug)]
+pub struct SnapshotBuilder {
+    pool: PgPool,
+    master_key: MasterKey,
+    latest: Mutex<Option<Arc<pb::ConfigSnapshot>>>,
+}
+
+impl SnapshotBuilder {
+    pub fn new(pool: PgPool, master_key: MasterKey) -> Self {
+        Self {
+            pool,
+            master_key,
+            latest: Mutex::new(None),
+        }
+    }
+
+    /// A snapshot at `at_least` or newer, built once per version.
+    pub async fn snapshot(&self, at_least: u64) -> Result<Arc<pb::ConfigSnapshot>, AdminError> {
+        let mut latest = self.latest.lock().await;
+        if let Some(snapshot) = latest.as_ref()
+            && snapshot.version >= at_least
+        {
+            return Ok(Arc::clone(snapshot));
+        }
+        let built = Arc::new(self.build().await?);
+        *latest = Some(Arc::clone(&built));
+        Ok(built)
+    }
+
+    async fn build(&self) -> Result<pb::ConfigSnapshot, AdminError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query!("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let version = sqlx::query_scalar!("SELECT version FROM config_version")
+            .fetch_one(&mut *tx)
+            .await?;
+
+        let orgs = sqlx::query!("SELECT id, name FROM orgs ORDER BY name")
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .map(|row| pb::SnapshotOrg {
+                id: row.id.to_string(),
+                name: row.name,
+            })
+            .collect();
+        let teams = sqlx::query!("SELECT id, org_id, name FROM teams ORDER BY name")
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .map(|row| pb::SnapshotTeam {
+                id: row.id.to_string(),
+                org_id: row.org_id.to_string(),
+                name: row.name,
+            })
+            .collect();
+        let projects = sqlx::query!("SELECT id, team_id, name FROM projects ORDER BY name")
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .map(|row| pb::SnapshotProject {
+                id: row.id.to_string(),
+                team_id: row.team_id.to_string(),
+                name: row.name,
+            })
+            .collect();
+        let users = sqlx::query!("SELECT id, org_id, name FROM users ORDER BY name")
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .map(|row| pb::SnapshotUser {
+                id: row.id.to_string(),
+                org_id: row.org_id.to_string(),
+                name: row.name,
+            })
+            .collect();
+        let virtual_keys = sqlx::query!(
+            r#"SELECT id, key_hash, key_prefix, org_id, team_id, project_id, user_id,
+                      allowed_models, expires_at
+               FROM virtual_keys
+               WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+               ORDER BY created_at"#
+        )
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|row| pb::SnapshotVirtualKey {
+            id: row.id.to_string(),
+            key_hash: row.key_hash,
+            key_prefix: row.key_prefix,
+            org_id: row.org_id.to_string(),
+            team_id: row.team_id.to_string(),
+            project_id: row.project_id.to_string(),
+            user_id: row.user_id.map(|id| id.to_string()).unwrap_or_default(),
+            allowed_models: row.allowed_models,
+            expires_at_unix_ms: unix_ms_or_zero(row.expires_at),
+        })
+        .collect();
+
+        let provider_rows = sqlx::query!(
+            r#"SELECT id, name, kind, base_url, api_key_ciphertext, request_timeout_ms,
+                      mock_latency_ms, mock_output_tokens, mock_chunk_interval_ms
+               FROM providers ORDER BY name"#
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut providers = Vec::with_capacity(provider_rows.len());
+        for row in provider_rows {
+            let api_key = match row.api_key_ciphertext {
+                Some(sealed) => self.master_key.decrypt(&sealed)?,
+                None => String::new(),
+            };
+            providers.push(pb::SnapshotProvider {
+                id: row.id.to_string(),
+                name: row.name,
+                kind: row.kind,
+                base_url: row.base_url,
+                api_key,
+                request_timeout_ms: non_negative(row.request_timeout_ms),
+                mock: Some(pb::MockSettings {
+                    latency_ms: non_negative(row.mock_latency_ms),
+                    output_tokens: non_negative(row.mock_output_tokens),
+                    chunk_interval_ms: non_negative(row.mock_chunk_interval_ms),
+                }),
+            });
+        }
+
+        let models = sqlx::query!(
+            r#"SELECT m.id, m.name, m.provider_id, m.upstream_model,
+                      p.version AS "price_version?",
+                      p.input_price_micros_per_mtok AS "input_price_micros_per_mtok?",
+                      p.output_price_micros_per_mtok AS "output_price_micros_per_mtok?"
+               FROM models m
+               LEFT JOIN LATERAL (
+                   SELECT version, input_price_micros_per_mtok, output_price_micros_per_mtok
+                   FROM model_prices
+                   WHERE model_id = m.id AND effective_from <= now()
+                   ORDER BY version DESC LIMIT 1
+               ) p ON TRUE
+               ORDER BY m.name"#
+        )
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|row| pb::SnapshotModel {
+            id: row.id.to_string(),
+            name: row.name,
+            provider_id: row.provider_id.to_string(),
+            upstream_model: row.upstream_model,
+            input_price_micros_per_mtok: row.input_price_micros_per_mtok.unwrap_or(0),
+            output_price_micros_per_mtok: row.output_price_micros_per_mtok.unwrap_or(0),
+            price_version: row.price_version.map_or(0, non_negative),
+        })
+        .collect();
+        tx.commit().await?;
+
+        Ok(pb::ConfigSnapshot {
+            version: u64::try_from(version).unwrap_or(0),
+            generated_at_unix_ms: Utc::now().timestamp_millis(),
+            orgs,
+            teams,
+            projects,
+            users,
+            virtual_keys,
+            providers,
+            models,
+        })
+    }
+}
+
+pub fn unix_ms_or_zero(at: Option<DateTime<Utc>>) -> i64 {
+    at.map_or(0, |at| at.timestamp_millis())
+}
+
+fn non_negative(value: i32) -> u32 {
+    u32::try_from(value).unwrap_or(0)
+}
+
