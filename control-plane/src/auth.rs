@@ -34,7 +34,9 @@ impl AdminAuth {
     /// Comparing digests keeps the comparison constant-time and independent of token length.
     pub fn check(&self, metadata: &MetadataMap) -> Result<AdminIdentity, Status> {
         let presented = bearer_token(metadata).ok_or_else(|| {
-            Status::unauthenticated("missing admin token: send metadata 'authorization: Bearer <token>'")
+            Status::unauthenticated(
+                "missing admin token: send metadata 'authorization: Bearer <token>'",
+            )
         })?;
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         if bool::from(digest.ct_eq(&self.token_digest)) {

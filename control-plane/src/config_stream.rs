@@ -79,7 +79,10 @@ impl TryFrom<pb::EdgeHello> for EdgeHello {
 
     fn try_from(hello: pb::EdgeHello) -> Result<Self, Self::Error> {
         let printable = |s: &str| s.chars().all(|c| !c.is_control());
-        if hello.edge_id.is_empty() || hello.edge_id.len() > MAX_EDGE_ID_LEN || !printable(&hello.edge_id) {
+        if hello.edge_id.is_empty()
+            || hello.edge_id.len() > MAX_EDGE_ID_LEN
+            || !printable(&hello.edge_id)
+        {
             return Err(AdminError::invalid(
                 "edge_id",
                 format!("must be 1 to {MAX_EDGE_ID_LEN} printable characters"),
@@ -89,7 +92,10 @@ impl TryFrom<pb::EdgeHello> for EdgeHello {
             return Err(AdminError::invalid("region", "too long or not printable"));
         }
         if hello.build_version.len() > MAX_LABEL_LEN || !printable(&hello.build_version) {
-            return Err(AdminError::invalid("build_version", "too long or not printable"));
+            return Err(AdminError::invalid(
+                "build_version",
+                "too long or not printable",
+            ));
         }
         Ok(Self {
             edge_id: hello.edge_id,

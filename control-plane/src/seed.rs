@@ -110,7 +110,9 @@ pub async fn seed_demo(pool: &PgPool) -> Result<DemoSeed, AdminError> {
         action: "demo.seed",
         target: format!("org/{DEMO_ORG}"),
         before: None,
-        after: Some(serde_json::json!({ "virtual_key": key_id.to_string(), "prefix": key.display_prefix() })),
+        after: Some(
+            serde_json::json!({ "virtual_key": key_id.to_string(), "prefix": key.display_prefix() }),
+        ),
     };
     audit::commit_config_write(tx, entry).await?;
     Ok(DemoSeed {
@@ -120,6 +122,9 @@ pub async fn seed_demo(pool: &PgPool) -> Result<DemoSeed, AdminError> {
         key: key.plaintext,
         key_id: key_id.to_string(),
         join_token: join_token.plaintext,
-        models: DEMO_MODELS.iter().map(|(name, _, _)| (*name).to_owned()).collect(),
+        models: DEMO_MODELS
+            .iter()
+            .map(|(name, _, _)| (*name).to_owned())
+            .collect(),
     })
 }

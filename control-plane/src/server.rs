@@ -36,7 +36,10 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     let versions = version_watch::spawn(pool.clone(), shutdown.clone()).await?;
-    let builder = Arc::new(SnapshotBuilder::new(pool.clone(), options.master_key.clone()));
+    let builder = Arc::new(SnapshotBuilder::new(
+        pool.clone(),
+        options.master_key.clone(),
+    ));
     let config = ConfigStreamService::new(pool.clone(), builder, versions, shutdown.clone());
     let admin = AdminApi::new(pool, options.master_key);
     let auth = AdminAuth::new(&options.admin_token);
@@ -50,10 +53,11 @@ pub async fn serve(
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .add_service(reflection)
-        .add_service(pb::admin_service_server::AdminServiceServer::with_interceptor(
-            admin,
-            move |request| auth.intercept(request),
-        ))
+        .add_service(
+            pb::admin_service_server::AdminServiceServer::with_interceptor(admin, move |request| {
+                auth.intercept(request)
+            }),
+        )
         .add_service(pb::config_service_server::ConfigServiceServer::new(config))
         .serve_with_shutdown(options.listen, shutdown.cancelled_owned())
         .await?;

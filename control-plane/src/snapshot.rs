@@ -189,4 +189,3 @@ pub fn unix_ms_or_zero(at: Option<DateTime<Utc>>) -> i64 {
 fn non_negative(value: i32) -> u32 {
     u32::try_from(value).unwrap_or(0)
 }
-

@@ -1,1 +1,133 @@
-fn main() {}
+//! `tollgate-edge serve`: the gateway process. Config comes from the control plane (with the
+//! last good snapshot on disk as fallback) or from a TOML file.
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tollgate_edge_proxy::config::client::{self, ConfigClient};
+use tollgate_edge_proxy::config::runtime::Runtime;
+use tollgate_edge_proxy::config::state::{self, StateStore};
+use tollgate_edge_proxy::config::{RuntimeHolder, file};
+use tollgate_edge_proxy::http::{self, AppState, DEFAULT_MAX_BODY_BYTES};
+
+#[derive(Parser)]
+#[command(name = "tollgate-edge", version, about = "Tollgate edge proxy")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the OpenAI-compatible API.
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Control plane gRPC URL, e.g. http://127.0.0.1:50051.
+    #[arg(long, conflicts_with = "config")]
+    control_plane: Option<String>,
+    /// Static TOML config instead of a control plane.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Token that lets this edge subscribe to the control plane.
+    #[arg(long, env = "TOLLGATE_JOIN_TOKEN", hide_env_values = true)]
+    join_token: Option<String>,
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Where the last good config snapshot and the edge id are kept.
+    #[arg(long, default_value = "tollgate-edge-state")]
+    state_dir: PathBuf,
+    /// Defaults to an id generated once and kept in the state directory.
+    #[arg(long, env = "TOLLGATE_EDGE_ID")]
+    edge_id: Option<String>,
+    #[arg(long, default_value = "default")]
+    region: String,
+    #[arg(long, default_value_t = DEFAULT_MAX_BODY_BYTES)]
+    max_body_bytes: usize,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let Command::Serve(args) = Cli::parse().command;
+    serve(args).await
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // One pooled client for every provider and every config version.
+    let http_client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true)
+        .build()
+        .context("cannot build the HTTP client")?;
+    let runtime = Arc::new(RuntimeHolder::new());
+    let shutdown = CancellationToken::new();
+
+    match (args.control_plane, args.config) {
+        (Some(control_plane), None) => {
+            let Some(join_token) = args.join_token.filter(|token| !token.is_empty()) else {
+                bail!("--join-token (or TOLLGATE_JOIN_TOKEN) is required with --control-plane");
+            };
+            let state = Arc::new(StateStore::open(&args.state_dir, &join_token)?);
+            let edge_id = match args.edge_id {
+                Some(id) => id,
+                None => state::edge_id(&args.state_dir)?,
+            };
+            if let Some(saved) = client::restore(Arc::clone(&state), &http_client).await {
+                tracing::info!(
+                    version = saved.version,
+                    "serving the saved config snapshot until the control plane answers"
+                );
+                runtime.store(saved);
+            }
+            let config_client = ConfigClient {
+                control_plane,
+                join_token,
+                edge_id,
+                region: args.region,
+                runtime: Arc::clone(&runtime),
+                state: Some(state),
+                http: http_client,
+            };
+            tokio::spawn(config_client.run(shutdown.clone()));
+        }
+        (None, Some(path)) => {
+            let snapshot = file::load(&path)?;
+            runtime.store(Runtime::compile(snapshot, &http_client)?);
+            tracing::info!(path = %path.display(), "serving static config");
+        }
+        _ => bail!("give either --control-plane URL or --config FILE"),
+    }
+
+    let state = Arc::new(AppState {
+        runtime,
+        max_body_bytes: args.max_body_bytes,
+    });
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    tracing::info!(listen = %args.listen, "edge serving HTTP");
+    let on_signal = shutdown.clone();
+    axum::serve(listener, http::router(state))
+        .with_graceful_shutdown(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down");
+            on_signal.cancel();
+        })
+        .await?;
+    Ok(())
+}

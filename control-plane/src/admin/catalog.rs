@@ -33,9 +33,14 @@ impl AdminApi {
             (_, true) => return Err(AdminError::invalid("base_url", "required for this kind")),
             (_, false) => validate::base_url(&request.base_url)?,
         };
-        let timeout_ms = validate::bounded("request_timeout_ms", request.request_timeout_ms, MAX_TIMEOUT_MS)?;
+        let timeout_ms = validate::bounded(
+            "request_timeout_ms",
+            request.request_timeout_ms,
+            MAX_TIMEOUT_MS,
+        )?;
         let mock = request.mock.unwrap_or_default();
-        let latency_ms = validate::bounded("mock.latency_ms", mock.latency_ms, MAX_MOCK_LATENCY_MS)?;
+        let latency_ms =
+            validate::bounded("mock.latency_ms", mock.latency_ms, MAX_MOCK_LATENCY_MS)?;
         let output_tokens = validate::bounded(
             "mock.output_tokens",
             mock.output_tokens,
@@ -158,10 +163,11 @@ impl AdminApi {
         let output_price = validate::price("output_price", request.output_price_micros_per_mtok)?;
         let mut tx = self.pool.begin().await?;
         // FOR UPDATE serialises concurrent price changes of one model, so versions never collide.
-        let model_id = sqlx::query_scalar!("SELECT id FROM models WHERE name = $1 FOR UPDATE", name)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| AdminError::not_found("model", name))?;
+        let model_id =
+            sqlx::query_scalar!("SELECT id FROM models WHERE name = $1 FOR UPDATE", name)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| AdminError::not_found("model", name))?;
         let before = fetch_model(&mut tx, model_id).await?;
         sqlx::query!(
             r#"INSERT INTO model_prices (model_id, version, input_price_micros_per_mtok,
@@ -259,7 +265,9 @@ async fn fetch_models(
         upstream_model: row.upstream_model,
         input_price_micros_per_mtok: row.input_price_micros_per_mtok.unwrap_or(0),
         output_price_micros_per_mtok: row.output_price_micros_per_mtok.unwrap_or(0),
-        price_version: row.price_version.map_or(0, |v| u32::try_from(v).unwrap_or(0)),
+        price_version: row
+            .price_version
+            .map_or(0, |v| u32::try_from(v).unwrap_or(0)),
         price_effective_from_unix_ms: row.effective_from.map_or(0, |at| at.timestamp_millis()),
         created_at_unix_ms: row.created_at.timestamp_millis(),
     })

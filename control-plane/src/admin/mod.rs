@@ -40,7 +40,10 @@ fn respond<T>(result: Result<T, AdminError>) -> Result<Response<T>, Status> {
 
 #[tonic::async_trait]
 impl pb::admin_service_server::AdminService for AdminApi {
-    async fn create_org(&self, r: Request<pb::CreateOrgRequest>) -> Result<Response<pb::Org>, Status> {
+    async fn create_org(
+        &self,
+        r: Request<pb::CreateOrgRequest>,
+    ) -> Result<Response<pb::Org>, Status> {
         let actor = actor(&r);
         respond(AdminApi::create_org(self, &actor, r.into_inner()).await)
     }
@@ -52,7 +55,10 @@ impl pb::admin_service_server::AdminService for AdminApi {
         respond(AdminApi::list_orgs(self).await)
     }
 
-    async fn create_team(&self, r: Request<pb::CreateTeamRequest>) -> Result<Response<pb::Team>, Status> {
+    async fn create_team(
+        &self,
+        r: Request<pb::CreateTeamRequest>,
+    ) -> Result<Response<pb::Team>, Status> {
         let actor = actor(&r);
         respond(AdminApi::create_team(self, &actor, r.into_inner()).await)
     }
@@ -79,7 +85,10 @@ impl pb::admin_service_server::AdminService for AdminApi {
         respond(AdminApi::list_projects(self, r.into_inner()).await)
     }
 
-    async fn create_user(&self, r: Request<pb::CreateUserRequest>) -> Result<Response<pb::User>, Status> {
+    async fn create_user(
+        &self,
+        r: Request<pb::CreateUserRequest>,
+    ) -> Result<Response<pb::User>, Status> {
         let actor = actor(&r);
         respond(AdminApi::create_user(self, &actor, r.into_inner()).await)
     }
@@ -129,7 +138,10 @@ impl pb::admin_service_server::AdminService for AdminApi {
         respond(AdminApi::list_providers(self).await)
     }
 
-    async fn create_model(&self, r: Request<pb::CreateModelRequest>) -> Result<Response<pb::Model>, Status> {
+    async fn create_model(
+        &self,
+        r: Request<pb::CreateModelRequest>,
+    ) -> Result<Response<pb::Model>, Status> {
         let actor = actor(&r);
         respond(AdminApi::create_model(self, &actor, r.into_inner()).await)
     }

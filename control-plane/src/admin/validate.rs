@@ -49,7 +49,9 @@ fn checked_name<'a>(
         let allowed: String = punctuation.iter().collect();
         return Err(AdminError::invalid(
             field,
-            format!("'{value}' must start with a letter or digit and contain only letters, digits and '{allowed}'"),
+            format!(
+                "'{value}' must start with a letter or digit and contain only letters, digits and '{allowed}'"
+            ),
         ));
     }
     Ok(value)
@@ -61,7 +63,10 @@ pub fn provider_kind(value: &str) -> Result<&str, AdminError> {
     } else {
         Err(AdminError::invalid(
             "kind",
-            format!("unknown provider kind '{value}' (known: {})", PROVIDER_KINDS.join(", ")),
+            format!(
+                "unknown provider kind '{value}' (known: {})",
+                PROVIDER_KINDS.join(", ")
+            ),
         ))
     }
 }
@@ -73,7 +78,10 @@ pub fn base_url(value: &str) -> Result<String, AdminError> {
     let url = Url::parse(value)
         .map_err(|err| AdminError::invalid("base_url", format!("'{value}' is not a URL: {err}")))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(AdminError::invalid("base_url", "scheme must be http or https"));
+        return Err(AdminError::invalid(
+            "base_url",
+            "scheme must be http or https",
+        ));
     }
     if !url.username().is_empty() || url.password().is_some() {
         return Err(AdminError::invalid(
@@ -114,7 +122,9 @@ pub fn price(field: &'static str, micros_per_mtok: i64) -> Result<i64, AdminErro
     if !(0..=MAX_PRICE_MICROS_PER_MTOK).contains(&micros_per_mtok) {
         return Err(AdminError::invalid(
             field,
-            format!("must be between 0 and {MAX_PRICE_MICROS_PER_MTOK} micro-dollars per 1M tokens"),
+            format!(
+                "must be between 0 and {MAX_PRICE_MICROS_PER_MTOK} micro-dollars per 1M tokens"
+            ),
         ));
     }
     Ok(micros_per_mtok)

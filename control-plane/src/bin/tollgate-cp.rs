@@ -29,10 +29,18 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:50051")]
         listen: SocketAddr,
         /// Bootstrap admin token every admin call must present.
-        #[arg(long = "admin-token", env = "TOLLGATE_ADMIN_TOKEN", hide_env_values = true)]
+        #[arg(
+            long = "admin-token",
+            env = "TOLLGATE_ADMIN_TOKEN",
+            hide_env_values = true
+        )]
         admin_token: String,
         /// 64 hex characters; encrypts provider API keys at rest.
-        #[arg(long = "master-key", env = "TOLLGATE_MASTER_KEY", hide_env_values = true)]
+        #[arg(
+            long = "master-key",
+            env = "TOLLGATE_MASTER_KEY",
+            hide_env_values = true
+        )]
         master_key: String,
     },
     /// Create the demo org, mock provider and models; print a new key and join token.
@@ -69,7 +77,9 @@ async fn main() -> anyhow::Result<()> {
             {
                 tracing::info!("created database");
             }
-            let pool = db::connect(&database_url, 2).await.context("cannot connect to Postgres")?;
+            let pool = db::connect(&database_url, 2)
+                .await
+                .context("cannot connect to Postgres")?;
             db::MIGRATOR.run(&pool).await.context("migration failed")?;
             tracing::info!("database is migrated");
         }
@@ -83,7 +93,9 @@ async fn main() -> anyhow::Result<()> {
                 bail!("TOLLGATE_ADMIN_TOKEN must not be empty: the admin API is never open");
             }
             let master_key = MasterKey::from_hex(&master_key)?;
-            let pool = db::connect(&database_url, 16).await.context("cannot connect to Postgres")?;
+            let pool = db::connect(&database_url, 16)
+                .await
+                .context("cannot connect to Postgres")?;
             let shutdown = CancellationToken::new();
             let on_signal = shutdown.clone();
             tokio::spawn(async move {
@@ -102,7 +114,9 @@ async fn main() -> anyhow::Result<()> {
             database_url,
             output,
         } => {
-            let pool = db::connect(&database_url, 2).await.context("cannot connect to Postgres")?;
+            let pool = db::connect(&database_url, 2)
+                .await
+                .context("cannot connect to Postgres")?;
             let seeded = seed::seed_demo(&pool).await?;
             let mut stdout = std::io::stdout().lock();
             match output {
@@ -112,8 +126,16 @@ async fn main() -> anyhow::Result<()> {
                     writeln!(stdout, "team:       {}", seeded.team)?;
                     writeln!(stdout, "project:    {}", seeded.project)?;
                     writeln!(stdout, "models:     {}", seeded.models.join(", "))?;
-                    writeln!(stdout, "key:        {}  (shown once; store it now)", seeded.key)?;
-                    writeln!(stdout, "join token: {}  (for tollgate-edge --join-token)", seeded.join_token)?;
+                    writeln!(
+                        stdout,
+                        "key:        {}  (shown once; store it now)",
+                        seeded.key
+                    )?;
+                    writeln!(
+                        stdout,
+                        "join token: {}  (for tollgate-edge --join-token)",
+                        seeded.join_token
+                    )?;
                 }
             }
         }

@@ -1,0 +1,376 @@
+//! The command-line surface of `tollgatectl`: global options and one subcommand per Admin API
+//! call. Values people type (prices, timestamps, model lists) are parsed and validated here,
+//! so a bad price is rejected before any request is sent.
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::{timestamp, usd};
+
+#[derive(Parser)]
+#[command(
+    name = "tollgatectl",
+    version,
+    about = "Administer a Tollgate control plane"
+)]
+pub struct Cli {
+    /// gRPC address of the control plane.
+    #[arg(
+        long,
+        global = true,
+        env = "TOLLGATE_CONTROL_PLANE",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub control_plane: String,
+
+    /// Admin token (required; sent as `authorization: Bearer <token>`).
+    #[arg(
+        long,
+        global = true,
+        env = "TOLLGATE_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<String>,
+
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned columns for people.
+    Table,
+    /// The response message as pretty-printed JSON, field names as in the proto.
+    Json,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Organisations.
+    Orgs {
+        #[command(subcommand)]
+        command: OrgsCommand,
+    },
+    /// Teams inside an org.
+    Teams {
+        #[command(subcommand)]
+        command: TeamsCommand,
+    },
+    /// Projects inside a team.
+    Projects {
+        #[command(subcommand)]
+        command: ProjectsCommand,
+    },
+    /// Users inside an org.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+    /// Virtual keys clients use against the edges.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Upstream model providers.
+    Providers {
+        #[command(subcommand)]
+        command: ProvidersCommand,
+    },
+    /// Public model names, their provider and prices.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
+    /// Tokens edges use to join the control plane.
+    JoinTokens {
+        #[command(subcommand)]
+        command: JoinTokensCommand,
+    },
+    /// Edges that have connected, with the config version each runs.
+    Edges {
+        #[command(subcommand)]
+        command: EdgesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum OrgsCommand {
+    Create { name: String },
+    List,
+}
+
+#[derive(Subcommand)]
+pub enum TeamsCommand {
+    Create {
+        #[arg(long)]
+        org: String,
+        name: String,
+    },
+    List {
+        #[arg(long)]
+        org: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ProjectsCommand {
+    Create {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        team: String,
+        name: String,
+    },
+    List {
+        #[arg(long)]
+        org: String,
+        /// Only projects of this team.
+        #[arg(long)]
+        team: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum UsersCommand {
+    Create {
+        #[arg(long)]
+        org: String,
+        name: String,
+    },
+    List {
+        #[arg(long)]
+        org: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Mint a key; its plaintext is printed once and never again.
+    Create {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        team: String,
+        #[arg(long)]
+        project: String,
+        /// Owner user in the org.
+        #[arg(long)]
+        user: Option<String>,
+        /// A label to recognise the key by.
+        #[arg(long)]
+        name: Option<String>,
+        /// Comma-separated public model names the key may call; every model when omitted.
+        #[arg(long, value_delimiter = ',')]
+        models: Vec<String>,
+        /// When the key stops working, RFC 3339 (e.g. 2027-01-31T00:00:00Z); never when omitted.
+        #[arg(long, value_name = "RFC3339", value_parser = timestamp::parse_rfc3339_ms)]
+        expires_at: Option<i64>,
+    },
+    List {
+        /// Only keys of this org.
+        #[arg(long)]
+        org: Option<String>,
+    },
+    /// Revoke a key by id or by its display prefix (if unique).
+    Revoke { key: String },
+}
+
+#[derive(Subcommand)]
+pub enum ProvidersCommand {
+    Create {
+        name: String,
+        /// mock | openai
+        #[arg(long)]
+        kind: String,
+        /// e.g. https://api.openai.com/v1
+        #[arg(long)]
+        base_url: Option<String>,
+        /// Upstream API key (visible in the process list; prefer --api-key-env).
+        #[arg(long, conflicts_with = "api_key_env")]
+        api_key: Option<String>,
+        /// Read the upstream API key from this environment variable of tollgatectl's own
+        /// environment; the control plane stores it encrypted.
+        #[arg(long, value_name = "VAR")]
+        api_key_env: Option<String>,
+        /// Deadline for one upstream call; the edge default when omitted.
+        #[arg(long)]
+        timeout_ms: Option<u32>,
+        #[arg(long)]
+        mock_latency_ms: Option<u32>,
+        #[arg(long)]
+        mock_output_tokens: Option<u32>,
+        #[arg(long)]
+        mock_chunk_interval_ms: Option<u32>,
+    },
+    List,
+}
+
+#[derive(Subcommand)]
+pub enum ModelsCommand {
+    Create {
+        name: String,
+        #[arg(long)]
+        provider: String,
+        /// Model name sent upstream; the public name when omitted.
+        #[arg(long)]
+        upstream_model: Option<String>,
+        /// USD per 1M input tokens, e.g. 2.50 (0 when omitted).
+        #[arg(
+            long,
+            value_name = "USD",
+            allow_negative_numbers = true,
+            value_parser = usd::parse_usd_micros
+        )]
+        input_price: Option<i64>,
+        /// USD per 1M output tokens, e.g. 10.00 (0 when omitted).
+        #[arg(
+            long,
+            value_name = "USD",
+            allow_negative_numbers = true,
+            value_parser = usd::parse_usd_micros
+        )]
+        output_price: Option<i64>,
+    },
+    List,
+    /// Start a new price version, effective now; usage already recorded keeps its old price.
+    SetPrice {
+        name: String,
+        /// USD per 1M input tokens, e.g. 2.50.
+        #[arg(
+            long,
+            value_name = "USD",
+            allow_negative_numbers = true,
+            value_parser = usd::parse_usd_micros
+        )]
+        input_price: i64,
+        /// USD per 1M output tokens, e.g. 10.00.
+        #[arg(
+            long,
+            value_name = "USD",
+            allow_negative_numbers = true,
+            value_parser = usd::parse_usd_micros
+        )]
+        output_price: i64,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum JoinTokensCommand {
+    /// Mint a join token; it is printed once and never again.
+    Create {
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum EdgesCommand {
+    List,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_options_are_accepted_after_the_subcommand() {
+        let parsed = Cli::try_parse_from([
+            "tollgatectl",
+            "orgs",
+            "list",
+            "--output",
+            "json",
+            "--admin-token",
+            "t",
+            "--control-plane",
+            "http://127.0.0.1:1",
+        ]);
+        assert!(
+            parsed.is_ok_and(|cli| matches!(cli.output, OutputFormat::Json)
+                && cli.admin_token.as_deref() == Some("t")
+                && cli.control_plane == "http://127.0.0.1:1")
+        );
+    }
+
+    #[test]
+    fn prices_and_models_are_parsed_at_the_command_line() {
+        let parsed = Cli::try_parse_from([
+            "tollgatectl",
+            "keys",
+            "create",
+            "--org",
+            "o",
+            "--team",
+            "t",
+            "--project",
+            "p",
+            "--models",
+            "mock-small,mock-large",
+            "--expires-at",
+            "2027-01-31T00:00:00Z",
+        ]);
+        assert!(matches!(
+            parsed.map(|cli| cli.command),
+            Ok(Command::Keys {
+                command: KeysCommand::Create { models, expires_at: Some(1_801_353_600_000), .. }
+            }) if models == ["mock-small", "mock-large"]
+        ));
+
+        let parsed = Cli::try_parse_from([
+            "tollgatectl",
+            "models",
+            "set-price",
+            "gpt",
+            "--input-price",
+            "2.50",
+            "--output-price",
+            "10",
+        ]);
+        assert!(matches!(
+            parsed.map(|cli| cli.command),
+            Ok(Command::Models {
+                command: ModelsCommand::SetPrice {
+                    input_price: 2_500_000,
+                    output_price: 10_000_000,
+                    ..
+                }
+            })
+        ));
+    }
+
+    #[test]
+    fn negative_and_overprecise_prices_are_rejected_with_the_reason() {
+        for (price, reason) in [
+            ("-1", "must not be negative"),
+            ("0.0000001", "more than 6 decimal places"),
+            ("two", "must be a decimal number"),
+        ] {
+            let parsed = Cli::try_parse_from([
+                "tollgatectl",
+                "models",
+                "set-price",
+                "gpt",
+                "--input-price",
+                price,
+                "--output-price",
+                "1",
+            ]);
+            assert!(
+                parsed
+                    .as_ref()
+                    .is_err_and(|err| err.to_string().contains(reason)),
+                "price {price:?} gave {:?}",
+                parsed.err().map(|err| err.to_string())
+            );
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! How each Admin API response reads as a table. JSON output needs nothing here: it is the serde
+//! serialization of the response message itself, so it always matches the proto contract.
+
+use tollgate_proto::v1::{
+    CreateJoinTokenResponse, CreateVirtualKeyResponse, Edge, ListEdgesResponse, Model, Org,
+    Project, Provider, Team, User, VirtualKey,
+};
+
+use crate::table::Table;
+use crate::timestamp::{format_unix_ms, now_unix_ms};
+use crate::usd::format_usd;
+
+pub fn orgs(orgs: &[Org]) -> String {
+    let mut table = Table::new(&["NAME", "ID", "CREATED"]);
+    for org in orgs {
+        table.row(vec![
+            org.name.clone(),
+            org.id.clone(),
+            format_unix_ms(org.created_at_unix_ms),
+        ]);
+    }
+    table.render()
+}
+
+pub fn teams(teams: &[Team]) -> String {
+    let mut table = Table::new(&["ORG", "NAME", "ID", "CREATED"]);
+    for team in teams {
+        table.row(vec![
+            team.org.clone(),
+            team.name.clone(),
+            team.id.clone(),
+            format_unix_ms(team.created_at_unix_ms),
+        ]);
+    }
+    table.render()
+}
+
+pub fn projects(projects: &[Project]) -> String {
+    let mut table = Table::new(&["ORG", "TEAM", "NAME", "ID", "CREATED"]);
+    for project in projects {
+        table.row(vec![
+            project.org.clone(),
+            project.team.clone(),
+            project.name.clone(),
+            project.id.clone(),
+            format_unix_ms(project.created_at_unix_ms),
+        ]);
+    }
+    table.render()
+}
+
+pub fn users(users: &[User]) -> String {
+    let mut table = Table::new(&["ORG", "NAME", "ID", "CREATED"]);
+    for user in users {
+        table.row(vec![
+            user.org.clone(),
+            user.name.clone(),
+            user.id.clone(),
+            format_unix_ms(user.created_at_unix_ms),
+        ]);
+    }
+    table.render()
+}
+
+pub fn keys(keys: &[VirtualKey]) -> String {
+    let now_ms = now_unix_ms();
+    let mut table = Table::new(&[
+        "ID", "PREFIX", "NAME", "ORG", "TEAM", "PROJECT", "USER", "MODELS", "STATUS", "EXPIRES",
+        "REVOKED", "CREATED",
+    ]);
+    for key in keys {
+        let models = if key.allowed_models.is_empty() {
+            "*".to_owned()
+        } else {
+            key.allowed_models.join(",")
+        };
+        table.row(vec![
+            key.id.clone(),
+            key.prefix.clone(),
+            or_dash(&key.name),
+            key.org.clone(),
+            key.team.clone(),
+            key.project.clone(),
+            or_dash(&key.user),
+            models,
+            key_status(key, now_ms).to_owned(),
+            format_unix_ms(key.expires_at_unix_ms),
+            format_unix_ms(key.revoked_at_unix_ms),
+            format_unix_ms(key.created_at_unix_ms),
+        ]);
+    }
+    table.render()
+}
+
+/// The new key's row, then its plaintext: the one and only time anyone sees it.
+pub fn created_key(response: &CreateVirtualKeyResponse) -> String {
+    let rows = response
+        .key
+        .as_ref()
+        .map(|key| keys(std::slice::from_ref(key)))
+        .unwrap_or_default();
+    format!(
+        "{rows}\nkey: {}\nStore this key now: it is shown only this once and cannot be \
+         recovered.\n",
+        response.plaintext
+    )
+}
+
+pub fn providers(providers: &[Provider]) -> String {
+    let mut table = Table::new(&[
+        "NAME",
+        "KIND",
+        "BASE URL",
+        "API KEY",
+        "TIMEOUT MS",
+        "MOCK",
+        "ID",
+        "CREATED",
+    ]);
+    for provider in providers {
+        let timeout = match provider.request_timeout_ms {
+            0 => "default".to_owned(),
+            timeout_ms => timeout_ms.to_string(),
+        };
+        let mock = match &provider.mock {
+            Some(mock) if provider.kind == "mock" => format!(
+                "latency {}ms, {} tokens, chunk every {}ms",
+                mock.latency_ms, mock.output_tokens, mock.chunk_interval_ms
+            ),
+            _ => "-".to_owned(),
+        };
+        table.row(vec![
+            provider.name.clone(),
+            provider.kind.clone(),
+            or_dash(&provider.base_url),
+            if provider.has_api_key { "set" } else { "-" }.to_owned(),
+            timeout,
+            mock,
+            provider.id.clone(),
+            format_unix_ms(provider.created_at_unix_ms),
+        ]);
+    }
+    table.render()
+}
+
+pub fn models(models: &[Model]) -> String {
+    let mut table = Table::new(&[
+        "NAME",
+        "PROVIDER",
+        "UPSTREAM MODEL",
+        "INPUT USD/MTOK",
+        "OUTPUT USD/MTOK",
+        "PRICE VERSION",
+        "PRICE SINCE",
+        "ID",
+        "CREATED",
+    ]);
+    for model in models {
+        table.row(vec![
+            model.name.clone(),
+            model.provider.clone(),
+            model.upstream_model.clone(),
+            format_usd(model.input_price_micros_per_mtok),
+            format_usd(model.output_price_micros_per_mtok),
+            model.price_version.to_string(),
+            format_unix_ms(model.price_effective_from_unix_ms),
+            model.id.clone(),
+            format_unix_ms(model.created_at_unix_ms),
+        ]);
+    }
+    table.render()
+}
+
+/// The token's row, then the token itself: like a key, it is shown only once.
+pub fn created_join_token(response: &CreateJoinTokenResponse) -> String {
+    let mut table = Table::new(&["ID", "NAME"]);
+    table.row(vec![response.id.clone(), or_dash(&response.name)]);
+    format!(
+        "{}\njoin token: {}\nStore this token now: it is shown only this once. Start an edge with \
+         --join-token <token> or TOLLGATE_JOIN_TOKEN=<token>.\n",
+        table.render(),
+        response.token
+    )
+}
+
+/// Edges with the version each one runs; an edge behind the current version is marked stale.
+pub fn edges(response: &ListEdgesResponse) -> String {
+    let current = response.current_config_version;
+    let mut table = Table::new(&[
+        "EDGE",
+        "REGION",
+        "BUILD",
+        "CONFIG VERSION",
+        "CONNECTED",
+        "LAST SEEN",
+        "LAST NACK",
+    ]);
+    for edge in &response.edges {
+        let config_version = if edge.config_version < current {
+            format!("{} (stale)", edge.config_version)
+        } else {
+            edge.config_version.to_string()
+        };
+        table.row(vec![
+            edge.edge_id.clone(),
+            or_dash(&edge.region),
+            or_dash(&edge.build_version),
+            config_version,
+            if edge.connected { "yes" } else { "no" }.to_owned(),
+            format_unix_ms(edge.last_seen_at_unix_ms),
+            last_nack(edge),
+        ]);
+    }
+    format!("current config version: {current}\n{}", table.render())
+}
+
+fn last_nack(edge: &Edge) -> String {
+    if edge.last_nack_version == 0 && edge.last_nack_reason.is_empty() {
+        return "-".to_owned();
+    }
+    format!(
+        "v{} at {}: {}",
+        edge.last_nack_version,
+        format_unix_ms(edge.last_nack_at_unix_ms),
+        edge.last_nack_reason
+    )
+}
+
+fn key_status(key: &VirtualKey, now_ms: i64) -> &'static str {
+    if key.revoked_at_unix_ms != 0 {
+        "revoked"
+    } else if key.expires_at_unix_ms != 0 && key.expires_at_unix_ms <= now_ms {
+        "expired"
+    } else {
+        "active"
+    }
+}
+
+fn or_dash(text: &str) -> String {
+    if text.is_empty() {
+        "-".to_owned()
+    } else {
+        text.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn edge(edge_id: &str, config_version: u64) -> Edge {
+        Edge {
+            edge_id: edge_id.to_owned(),
+            region: "eu".to_owned(),
+            build_version: "0.1.0".to_owned(),
+            config_version,
+            connected: true,
+            last_seen_at_unix_ms: 1_801_353_600_000,
+            ..Edge::default()
+        }
+    }
+
+    #[test]
+    fn edges_behind_the_current_version_are_marked_stale() {
+        let mut nacked = edge("edge-b", 6);
+        nacked.connected = false;
+        nacked.last_nack_version = 7;
+        nacked.last_nack_reason = "model 'x': unknown provider kind 'grpc'".to_owned();
+        nacked.last_nack_at_unix_ms = 1_801_353_601_000;
+        let response = ListEdgesResponse {
+            edges: vec![edge("edge-a", 7), nacked],
+            current_config_version: 7,
+        };
+        let text = edges(&response);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.first(), Some(&"current config version: 7"));
+        assert_eq!(lines.len(), 4, "{text}");
+        let edge_a = lines.iter().find(|line| line.starts_with("edge-a"));
+        let edge_b = lines.iter().find(|line| line.starts_with("edge-b"));
+        assert!(edge_a.is_some_and(|line| !line.contains("stale") && line.ends_with('-')));
+        assert!(edge_b.is_some_and(|line| {
+            line.contains("6 (stale)")
+                && line.contains(" no ")
+                && line.ends_with(
+                    "v7 at 2027-01-31T00:00:01Z: model 'x': unknown provider kind 'grpc'",
+                )
+        }));
+    }
+
+    #[test]
+    fn key_status_prefers_revoked_then_expired() {
+        let mut key = VirtualKey {
+            expires_at_unix_ms: 1_000,
+            ..VirtualKey::default()
+        };
+        assert_eq!(key_status(&key, 999), "active");
+        assert_eq!(key_status(&key, 1_000), "expired");
+        key.revoked_at_unix_ms = 500;
+        assert_eq!(key_status(&key, 999), "revoked");
+        key.expires_at_unix_ms = 0;
+        key.revoked_at_unix_ms = 0;
+        assert_eq!(key_status(&key, i64::MAX), "active");
+    }
+
+    #[test]
+    fn created_key_shows_the_plaintext_once_with_a_warning() {
+        let response = CreateVirtualKeyResponse {
+            key: Some(VirtualKey {
+                id: "k1".to_owned(),
+                prefix: "tg_abcd".to_owned(),
+                ..VirtualKey::default()
+            }),
+            plaintext: "tg_abcdefgh".to_owned(),
+        };
+        let text = created_key(&response);
+        assert_eq!(text.matches("tg_abcdefgh").count(), 1, "{text}");
+        assert!(text.contains("shown only this once"));
+        assert!(text.starts_with("ID"));
+    }
+}

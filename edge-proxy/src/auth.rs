@@ -1,0 +1,102 @@
+//! Authenticate phase: the virtual key from `Authorization: Bearer` is hashed and looked up in
+//! the runtime; the plaintext is never stored or logged.
+
+use crate::config::runtime::Runtime;
+use crate::config::snapshot::VirtualKey;
+use crate::error::GatewayError;
+use axum::http::HeaderMap;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+pub fn authenticate(
+    runtime: &Runtime,
+    headers: &HeaderMap,
+    now_unix_ms: i64,
+) -> Result<Arc<VirtualKey>, GatewayError> {
+    let presented = bearer_token(headers).ok_or(GatewayError::MissingApiKey)?;
+    let hash: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+    let key = runtime.key(&hash).ok_or(GatewayError::InvalidApiKey)?;
+    if key
+        .expires_at_unix_ms
+        .is_some_and(|expires| expires <= now_unix_ms)
+    {
+        return Err(GatewayError::ExpiredApiKey);
+    }
+    Ok(Arc::clone(key))
+}
+
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+pub fn now_unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::config::snapshot::Snapshot;
+    use crate::config::snapshot::tests::wire_snapshot;
+
+    fn runtime_with_key(plaintext: &str, expires_at_unix_ms: i64) -> Runtime {
+        let mut wire = wire_snapshot();
+        wire.virtual_keys[0].key_hash = Sha256::digest(plaintext.as_bytes()).to_vec();
+        wire.virtual_keys[0].expires_at_unix_ms = expires_at_unix_ms;
+        Runtime::compile(
+            Snapshot::try_from(wire).unwrap(),
+            &crate::providers::test_http_client(),
+        )
+        .unwrap()
+    }
+
+    fn headers(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", value.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn known_keys_pass_and_everything_else_is_refused() {
+        let runtime = runtime_with_key("tg_good", 0);
+        assert_eq!(
+            authenticate(&runtime, &headers("Bearer tg_good"), 0)
+                .unwrap()
+                .id,
+            "k1"
+        );
+        assert!(matches!(
+            authenticate(&runtime, &HeaderMap::new(), 0),
+            Err(GatewayError::MissingApiKey)
+        ));
+        assert!(matches!(
+            authenticate(&runtime, &headers("Bearer tg_bad"), 0),
+            Err(GatewayError::InvalidApiKey)
+        ));
+        assert!(matches!(
+            authenticate(&runtime, &headers("Basic tg_good"), 0),
+            Err(GatewayError::MissingApiKey)
+        ));
+    }
+
+    #[test]
+    fn expired_keys_are_refused() {
+        let runtime = runtime_with_key("tg_old", 1_000);
+        assert!(authenticate(&runtime, &headers("Bearer tg_old"), 999).is_ok());
+        assert!(matches!(
+            authenticate(&runtime, &headers("Bearer tg_old"), 1_000),
+            Err(GatewayError::ExpiredApiKey)
+        ));
+    }
+}

@@ -1,0 +1,288 @@
+//! `tollgate-edge serve --config FILE`: the same providers, models and keys as the control plane
+//! would send, from a TOML file, for a laptop or a single box without Postgres.
+
+use super::snapshot::{
+    DEFAULT_REQUEST_TIMEOUT, ModelConfig, ModelPrice, Owner, ProviderConfig, ProviderKind,
+    Snapshot, VirtualKey,
+};
+use crate::providers::mock::MockSettings;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FileConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid config: {source}")]
+    Parse {
+        path: String,
+        source: Box<toml::de::Error>,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    providers: Vec<FileProvider>,
+    #[serde(default)]
+    models: Vec<FileModel>,
+    #[serde(default)]
+    keys: Vec<FileKey>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileProvider {
+    name: String,
+    kind: String,
+    #[serde(default)]
+    base_url: String,
+    api_key: Option<String>,
+    /// Name of an environment variable holding the key, so the file need not contain it.
+    api_key_env: Option<String>,
+    #[serde(default)]
+    request_timeout_ms: u64,
+    #[serde(default)]
+    mock: FileMock,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileMock {
+    #[serde(default)]
+    latency_ms: u32,
+    #[serde(default)]
+    output_tokens: u32,
+    #[serde(default)]
+    chunk_interval_ms: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileModel {
+    name: String,
+    provider: String,
+    upstream_model: Option<String>,
+    /// Integer micro-dollars per 1M tokens (2.50 USD = 2_500_000).
+    #[serde(default)]
+    input_price_micros_per_mtok: i64,
+    #[serde(default)]
+    output_price_micros_per_mtok: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileKey {
+    /// The plaintext key (the file is then a secret), or `key_sha256` instead.
+    key: Option<String>,
+    key_sha256: Option<String>,
+    org: String,
+    team: String,
+    project: String,
+    user: Option<String>,
+    #[serde(default)]
+    allowed_models: Vec<String>,
+}
+
+fn owner(kind: &str, name: &str) -> Owner {
+    Owner {
+        id: format!("{kind}:{name}"),
+        name: name.to_owned(),
+    }
+}
+
+pub fn load(path: &Path) -> Result<Snapshot, FileConfigError> {
+    let display = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| FileConfigError::Read {
+        path: display.clone(),
+        source,
+    })?;
+    parse(&text).map_err(|err| match err {
+        FileConfigError::Parse { source, .. } => FileConfigError::Parse {
+            path: display,
+            source,
+        },
+        other => other,
+    })
+}
+
+pub fn parse(text: &str) -> Result<Snapshot, FileConfigError> {
+    let file: FileConfig = toml::from_str(text).map_err(|source| FileConfigError::Parse {
+        path: "config".to_owned(),
+        source: Box::new(source),
+    })?;
+    let invalid = FileConfigError::Invalid;
+
+    let mut providers = Vec::with_capacity(file.providers.len());
+    for provider in file.providers {
+        let timeout = match provider.request_timeout_ms {
+            0 => DEFAULT_REQUEST_TIMEOUT,
+            ms => Duration::from_millis(ms),
+        };
+        let kind = match provider.kind.as_str() {
+            "mock" => ProviderKind::Mock(MockSettings {
+                latency_ms: provider.mock.latency_ms,
+                output_tokens: provider.mock.output_tokens,
+                chunk_interval_ms: provider.mock.chunk_interval_ms,
+            }),
+            "openai" => {
+                let api_key = match (provider.api_key, provider.api_key_env) {
+                    (Some(key), None) => key,
+                    (None, Some(var)) => std::env::var(&var).map_err(|_| {
+                        invalid(format!(
+                            "provider '{}': environment variable {var} is not set",
+                            provider.name
+                        ))
+                    })?,
+                    (None, None) => String::new(),
+                    (Some(_), Some(_)) => {
+                        return Err(invalid(format!(
+                            "provider '{}': set api_key or api_key_env, not both",
+                            provider.name
+                        )));
+                    }
+                };
+                url::Url::parse(&provider.base_url).map_err(|err| {
+                    invalid(format!("provider '{}': base_url: {err}", provider.name))
+                })?;
+                ProviderKind::OpenAi {
+                    base_url: provider.base_url,
+                    api_key,
+                    timeout,
+                }
+            }
+            other => {
+                return Err(invalid(format!(
+                    "provider '{}': unknown kind '{other}' (mock, openai)",
+                    provider.name
+                )));
+            }
+        };
+        providers.push(ProviderConfig {
+            id: provider.name.clone(),
+            name: provider.name,
+            kind,
+        });
+    }
+
+    let mut models = Vec::with_capacity(file.models.len());
+    for model in file.models {
+        if !providers.iter().any(|p| p.id == model.provider) {
+            return Err(invalid(format!(
+                "model '{}': unknown provider '{}'",
+                model.name, model.provider
+            )));
+        }
+        if model.input_price_micros_per_mtok < 0 || model.output_price_micros_per_mtok < 0 {
+            return Err(invalid(format!(
+                "model '{}': prices must not be negative",
+                model.name
+            )));
+        }
+        models.push(ModelConfig {
+            id: model.name.clone(),
+            upstream_model: model.upstream_model.unwrap_or_else(|| model.name.clone()),
+            name: model.name,
+            provider_id: model.provider,
+            price: ModelPrice {
+                input_micros_per_mtok: model.input_price_micros_per_mtok,
+                output_micros_per_mtok: model.output_price_micros_per_mtok,
+                version: 1,
+            },
+        });
+    }
+
+    let mut keys = Vec::with_capacity(file.keys.len());
+    for (index, key) in file.keys.into_iter().enumerate() {
+        let key_hash: [u8; 32] = match (key.key, key.key_sha256) {
+            (Some(plaintext), None) if !plaintext.is_empty() => {
+                Sha256::digest(plaintext.as_bytes()).into()
+            }
+            (None, Some(hex_hash)) => hex::decode(&hex_hash)
+                .ok()
+                .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "keys[{index}]: key_sha256 must be 64 hex characters"
+                    ))
+                })?,
+            _ => {
+                return Err(invalid(format!(
+                    "keys[{index}]: set exactly one of key or key_sha256"
+                )));
+            }
+        };
+        keys.push(VirtualKey {
+            id: format!("file-key-{index}"),
+            key_hash,
+            prefix: hex::encode(&key_hash[..4]),
+            org: owner("org", &key.org),
+            team: owner("team", &key.team),
+            project: owner("project", &key.project),
+            user: key.user.as_deref().map(|user| owner("user", user)),
+            allowed_models: key.allowed_models.into_iter().collect(),
+            expires_at_unix_ms: None,
+        });
+    }
+
+    Ok(Snapshot {
+        version: 1,
+        generated_at_unix_ms: 0,
+        keys,
+        providers,
+        models,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_example() {
+        let snapshot = parse(
+            r#"
+            [[providers]]
+            name = "mock"
+            kind = "mock"
+            [providers.mock]
+            output_tokens = 8
+
+            [[models]]
+            name = "mock-small"
+            provider = "mock"
+            input_price_micros_per_mtok = 100_000
+            output_price_micros_per_mtok = 400_000
+
+            [[keys]]
+            key = "tg_local"
+            org = "local"
+            team = "local"
+            project = "local"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(snapshot.models[0].upstream_model, "mock-small");
+        assert_eq!(
+            snapshot.keys[0].key_hash,
+            <[u8; 32]>::from(Sha256::digest(b"tg_local"))
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_fields_kinds_and_references() {
+        assert!(parse("[[providers]]\nname='x'\nkind='mock'\ncolour='red'\n").is_err());
+        assert!(parse("[[providers]]\nname='x'\nkind='quantum'\n").is_err());
+        assert!(parse("[[models]]\nname='m'\nprovider='none'\n").is_err());
+        assert!(parse("[[keys]]\norg='o'\nteam='t'\nproject='p'\n").is_err());
+    }
+}

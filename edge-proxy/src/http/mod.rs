@@ -1,0 +1,69 @@
+//! The HTTP surface: OpenAI-compatible endpoints plus health and readiness probes.
+
+mod body;
+mod chat;
+pub mod errors;
+mod models;
+
+use crate::config::RuntimeHolder;
+use crate::error::GatewayError;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use std::sync::Arc;
+
+pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+#[derive(Debug)]
+pub struct AppState {
+    pub runtime: Arc<RuntimeHolder>,
+    pub max_body_bytes: usize,
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/v1/models", get(models::list))
+        .route("/v1/chat/completions", post(chat::completions))
+        .fallback(unknown_route)
+        .layer(middleware::from_fn(request_id))
+        .with_state(state)
+}
+
+/// Alive as long as the process answers.
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Ready only once a config is loaded: before that every API call would fail.
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    match state.runtime.load() {
+        Some(runtime) => format!("ready: config version {}\n", runtime.version).into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: no config loaded\n",
+        )
+            .into_response(),
+    }
+}
+
+async fn unknown_route(request: Request) -> GatewayError {
+    GatewayError::UnknownRoute(request.uri().path().to_owned())
+}
+
+/// Every response carries an `x-request-id`, the handle to find a request in logs and usage.
+async fn request_id(request: Request, next: Next) -> Response {
+    let id = format!("req_{}", uuid::Uuid::new_v4().simple());
+    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
+    let _guard = span.enter();
+    drop(_guard);
+    let mut response = next.run(request).await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}

@@ -1,0 +1,26 @@
+//! Route phase: from the model a client named to the provider that serves it, checking that the
+//! key may use it. Aliases, rules and splits will grow here.
+
+use crate::config::runtime::{ModelRoute, Runtime};
+use crate::config::snapshot::VirtualKey;
+use crate::error::GatewayError;
+use std::sync::Arc;
+
+pub fn resolve(
+    runtime: &Runtime,
+    key: &VirtualKey,
+    model: &str,
+) -> Result<Arc<ModelRoute>, GatewayError> {
+    let route = runtime
+        .model(model)
+        .ok_or_else(|| GatewayError::ModelNotFound(model.to_owned()))?;
+    if !may_use(key, model) {
+        return Err(GatewayError::ModelNotAllowed(model.to_owned()));
+    }
+    Ok(Arc::clone(route))
+}
+
+/// An empty allow-list means every model.
+pub fn may_use(key: &VirtualKey, model: &str) -> bool {
+    key.allowed_models.is_empty() || key.allowed_models.contains(model)
+}
