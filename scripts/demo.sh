@@ -47,7 +47,10 @@ runs_binary() {
   local pid=$1 binary=$2
   [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
   [[ -r /proc/$pid/cmdline ]] || return 0
-  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$binary"
+  # Read first: with pipefail, `tr | grep -q` fails whenever grep stops reading early.
+  local cmdline
+  cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline")
+  [[ $cmdline == *"$binary"* ]]
 }
 
 stop_process() {
