@@ -1,0 +1,302 @@
+//! A real `tollgate-cp serve` process on its own database and port, and `tollgatectl` aimed at
+//! it.
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+use tempfile::TempDir;
+use uuid::Uuid;
+
+use crate::STARTUP_TIMEOUT;
+use crate::db::TestDb;
+use crate::eventually::eventually;
+use crate::ports::{accepts_connections, free_port};
+use crate::process::{CommandOutput, ManagedProcess, base_command, binary_path, run_to_completion};
+
+/// Longest a one-shot command (migrate, seed-demo, tollgatectl) may run.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What `tollgate-cp seed-demo --output json` prints.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SeedDemo {
+    pub org: String,
+    pub team: String,
+    pub project: String,
+    /// Plaintext virtual key allowed to use every model.
+    pub key: String,
+    pub key_id: String,
+    pub join_token: String,
+    pub models: Vec<String>,
+}
+
+/// Output of one `tollgatectl` run.
+pub type CtlOutput = CommandOutput;
+
+/// A key minted by `tollgatectl keys create`.
+#[derive(Debug, Clone)]
+pub struct CreatedKey {
+    pub id: String,
+    pub plaintext: String,
+    /// The full JSON `VirtualKey` the control plane returned.
+    pub key: Value,
+}
+
+/// `tollgatectl edges list` in JSON.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct EdgeList {
+    pub current_config_version: u64,
+    pub edges: Vec<EdgeStatus>,
+}
+
+impl EdgeList {
+    pub fn edge(&self, edge_id: &str) -> Option<&EdgeStatus> {
+        self.edges.iter().find(|edge| edge.edge_id == edge_id)
+    }
+}
+
+/// One edge as the control plane sees it (proto `Edge`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct EdgeStatus {
+    pub edge_id: String,
+    pub region: String,
+    pub build_version: String,
+    pub config_version: u64,
+    pub connected: bool,
+    pub last_seen_at_unix_ms: i64,
+    pub last_nack_version: u64,
+    pub last_nack_reason: String,
+    pub last_nack_at_unix_ms: i64,
+}
+
+/// A running control plane (`tollgate-cp serve`) on a migrated [`TestDb`].
+///
+/// Killed on drop. [`ControlPlane::stop`] and [`ControlPlane::restart`] keep the port, admin
+/// token and master key, so edges and `tollgatectl` reach it again at the same URL.
+pub struct ControlPlane {
+    process: ManagedProcess,
+    port: u16,
+    admin_token: String,
+    master_key_hex: String,
+    database_url: String,
+    // Declared after `process`, so logs still exist when the process prints them on drop.
+    _work_dir: TempDir,
+}
+
+impl ControlPlane {
+    /// Migrates `db`, starts `tollgate-cp serve` on a free port and waits until it accepts
+    /// connections.
+    pub async fn start(db: &TestDb) -> ControlPlane {
+        let work_dir = tempfile::Builder::new()
+            .prefix("tollgate-e2e-cp-")
+            .tempdir()
+            .expect("create a temp dir for control plane logs");
+        let admin_token = format!("e2e-admin-{}", Uuid::new_v4().simple());
+        // 32 random bytes as 64 hex characters.
+        let master_key_hex = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let database_url = db.url().to_owned();
+
+        let args: Vec<OsString> = [
+            "serve",
+            "--database-url",
+            database_url.as_str(),
+            "--listen",
+            listen.as_str(),
+        ]
+        .into_iter()
+        .map(OsString::from)
+        .collect();
+        let process = ManagedProcess::new(
+            "tollgate-cp",
+            binary_path("tollgate-cp"),
+            args,
+            vec![
+                ("TOLLGATE_ADMIN_TOKEN".to_owned(), admin_token.clone()),
+                ("TOLLGATE_MASTER_KEY".to_owned(), master_key_hex.clone()),
+                ("DATABASE_URL".to_owned(), database_url.clone()),
+            ],
+            work_dir.path(),
+        );
+        let mut control_plane = ControlPlane {
+            process,
+            port,
+            admin_token,
+            master_key_hex,
+            database_url,
+            _work_dir: work_dir,
+        };
+
+        let migrate = control_plane.cp_command(&["migrate"]).await;
+        assert!(
+            migrate.success(),
+            "tollgate-cp migrate failed ({}):\nstdout:\n{}\nstderr:\n{}",
+            migrate.status,
+            migrate.stdout,
+            migrate.stderr
+        );
+        control_plane.launch().await;
+        control_plane
+    }
+
+    /// Base URL for `--control-plane`: `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
+    /// Kills the control plane. Edges lose their config stream; the database stays.
+    pub fn stop(&mut self) {
+        self.process.stop();
+    }
+
+    /// Starts the control plane again on the same port (killing it first if it runs).
+    pub async fn restart(&mut self) {
+        self.process.stop();
+        self.launch().await;
+    }
+
+    /// Panics with its logs if the control plane process has exited.
+    #[track_caller]
+    pub fn assert_running(&mut self) {
+        self.process.assert_running();
+    }
+
+    async fn launch(&mut self) {
+        self.process.start();
+        let port = self.port;
+        let process = &mut self.process;
+        eventually(STARTUP_TIMEOUT, async || {
+            process.assert_running();
+            accepts_connections(port).await
+        })
+        .await;
+    }
+
+    /// Runs `tollgate-cp <args> --database-url <db>` with the plane's secrets in the environment.
+    async fn cp_command(&self, args: &[&str]) -> CommandOutput {
+        let mut command = base_command(&binary_path("tollgate-cp"));
+        command
+            .args(args)
+            .arg("--database-url")
+            .arg(&self.database_url)
+            .env("DATABASE_URL", &self.database_url)
+            .env("TOLLGATE_ADMIN_TOKEN", &self.admin_token)
+            .env("TOLLGATE_MASTER_KEY", &self.master_key_hex);
+        run_to_completion(command, COMMAND_TIMEOUT).await
+    }
+
+    /// `tollgate-cp seed-demo --output json`, parsed. Each call mints a new key and join token.
+    pub async fn seed_demo(&self) -> SeedDemo {
+        let output = self.cp_command(&["seed-demo", "--output", "json"]).await;
+        assert!(
+            output.success(),
+            "tollgate-cp seed-demo failed ({}):\nstdout:\n{}\nstderr:\n{}",
+            output.status,
+            output.stdout,
+            output.stderr
+        );
+        serde_json::from_str(output.stdout.trim()).unwrap_or_else(|error| {
+            panic!(
+                "seed-demo output is not the expected JSON ({error}):\n{}",
+                output.stdout
+            )
+        })
+    }
+
+    /// `tollgatectl --control-plane <url> --output json <args>` with the admin token in
+    /// `TOLLGATE_ADMIN_TOKEN`. Does not check the exit status.
+    pub async fn ctl(&self, args: &[&str]) -> CtlOutput {
+        self.ctl_as(&self.admin_token, args).await
+    }
+
+    /// Like [`ControlPlane::ctl`] but with another admin token.
+    pub async fn ctl_as(&self, admin_token: &str, args: &[&str]) -> CtlOutput {
+        let mut command = base_command(&binary_path("tollgatectl"));
+        command
+            .arg("--control-plane")
+            .arg(self.url())
+            .arg("--output")
+            .arg("json")
+            .args(args)
+            .env("TOLLGATE_ADMIN_TOKEN", admin_token);
+        run_to_completion(command, COMMAND_TIMEOUT).await
+    }
+
+    /// Runs `tollgatectl`, asserts it succeeded, and parses its JSON stdout.
+    pub async fn ctl_json(&self, args: &[&str]) -> Value {
+        let output = self.ctl(args).await;
+        assert!(
+            output.success(),
+            "tollgatectl {args:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+            output.status,
+            output.stdout,
+            output.stderr
+        );
+        serde_json::from_str(output.stdout.trim()).unwrap_or_else(|error| {
+            panic!(
+                "tollgatectl {args:?} printed invalid JSON ({error}):\n{}",
+                output.stdout
+            )
+        })
+    }
+
+    /// Runs `tollgatectl`, asserts it failed, and returns its stderr.
+    pub async fn ctl_failure(&self, args: &[&str]) -> String {
+        let output = self.ctl(args).await;
+        assert!(
+            !output.success(),
+            "tollgatectl {args:?} was expected to fail but succeeded:\nstdout:\n{}\nstderr:\n{}",
+            output.stdout,
+            output.stderr
+        );
+        output.stderr
+    }
+
+    /// `tollgatectl edges list`, parsed.
+    pub async fn edges(&self) -> EdgeList {
+        let value = self.ctl_json(&["edges", "list"]).await;
+        serde_json::from_value(value.clone())
+            .unwrap_or_else(|error| panic!("unexpected `edges list` JSON ({error}): {value}"))
+    }
+
+    /// `tollgatectl keys create --org O --team T --project P <extra_args>` in the demo project.
+    pub async fn create_key(&self, demo: &SeedDemo, extra_args: &[&str]) -> CreatedKey {
+        let mut args = vec![
+            "keys",
+            "create",
+            "--org",
+            demo.org.as_str(),
+            "--team",
+            demo.team.as_str(),
+            "--project",
+            demo.project.as_str(),
+        ];
+        args.extend_from_slice(extra_args);
+        let value = self.ctl_json(&args).await;
+        let plaintext = value["plaintext"]
+            .as_str()
+            .unwrap_or_else(|| panic!("keys create JSON has no plaintext: {value}"))
+            .to_owned();
+        let id = value["key"]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("keys create JSON has no key.id: {value}"))
+            .to_owned();
+        CreatedKey {
+            id,
+            plaintext,
+            key: value["key"].clone(),
+        }
+    }
+}
