@@ -177,3 +177,37 @@ async fn wrong_admin_token_fails_with_unauthenticated() {
     let orgs = cp.ctl_json(&["orgs", "list"]).await;
     assert_eq!(orgs["orgs"].as_array().map(Vec::len), Some(0), "{orgs}");
 }
+
+/// Server reflection is on, so grpcurl and other generic clients can discover the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_reflection_lists_the_tollgate_services() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let db = TestDb::create().await;
+    let cp = ControlPlane::start(&db).await;
+    let channel = tonic::transport::Endpoint::from_shared(cp.url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = ServerReflectionClient::new(channel);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = responses.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("expected a service list, got {response:?}");
+    };
+    let names: Vec<&str> = list.service.iter().map(|s| s.name.as_str()).collect();
+    assert!(names.contains(&"tollgate.v1.AdminService"), "{names:?}");
+    assert!(names.contains(&"tollgate.v1.ConfigService"), "{names:?}");
+}

@@ -4,7 +4,6 @@
 use crate::error::AdminError;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use url::{Host, Url};
-use uuid::Uuid;
 
 pub const PROVIDER_KINDS: &[&str] = &["mock", "openai"];
 const MAX_NAME_LEN: usize = 64;
@@ -136,11 +135,6 @@ pub fn bounded(field: &'static str, value: u32, max: u32) -> Result<i32, AdminEr
         return Err(AdminError::invalid(field, format!("must be at most {max}")));
     }
     i32::try_from(value).map_err(|_| AdminError::invalid(field, "too large"))
-}
-
-pub fn uuid(field: &'static str, value: &str) -> Result<Uuid, AdminError> {
-    Uuid::parse_str(value)
-        .map_err(|_| AdminError::invalid(field, format!("'{value}' is not a valid id")))
 }
 
 #[cfg(test)]

@@ -89,10 +89,10 @@ pub enum Command {
         #[command(subcommand)]
         command: JoinTokensCommand,
     },
-    /// Edges that have connected, with the config version each runs.
+    /// Edges that have connected, with the config version each runs (`edges` alone lists them).
     Edges {
         #[command(subcommand)]
-        command: EdgesCommand,
+        command: Option<EdgesCommand>,
     },
 }
 

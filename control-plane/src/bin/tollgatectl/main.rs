@@ -90,7 +90,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Providers { command } => providers(client, format, command).await,
         Command::Models { command } => models(client, format, command).await,
         Command::JoinTokens { command } => join_tokens(client, format, command).await,
-        Command::Edges { command } => edges(client, format, command).await,
+        Command::Edges { command } => {
+            edges(client, format, command.unwrap_or(EdgesCommand::List)).await
+        }
     }
 }
 
