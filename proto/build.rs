@@ -6,7 +6,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     let mut prost_config = prost_build::Config::new();
     prost_config.protoc_executable(protoc);
-    let protos = ["tollgate/v1/config.proto", "tollgate/v1/admin.proto"];
+    let protos = [
+        "tollgate/v1/config.proto",
+        "tollgate/v1/admin.proto",
+        "tollgate/v1/usage.proto",
+    ];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }

@@ -1,7 +1,10 @@
 //! Who may call the control plane: admins with the bootstrap token (admin API) and edges with
-//! a join token (config stream). Roles and scoped admin tokens come later.
+//! a join token (config stream, usage reports). Roles and scoped admin tokens come later.
 
+use crate::error::AdminError;
+use crate::secrets;
 use sha2::{Digest, Sha256};
+use sqlx::PgPool;
 use subtle::ConstantTimeEq;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Status};
@@ -53,6 +56,30 @@ impl AdminAuth {
         let identity = self.check(request.metadata())?;
         request.extensions_mut().insert(identity);
         Ok(request)
+    }
+}
+
+/// Checks that the call carries `authorization: Bearer <join token>` naming a join token that
+/// exists and is not revoked. Every edge-facing service uses this one check, so an edge that may
+/// stream config may report usage and vice versa. Only the token's SHA-256 is stored, so the
+/// lookup is by hash; a revoked token stops working at the edge's next call.
+pub async fn verify_join_token(pool: &PgPool, metadata: &MetadataMap) -> Result<(), AdminError> {
+    let token = bearer_token(metadata)
+        .ok_or_else(|| AdminError::Unauthenticated("missing join token".to_owned()))?;
+    let hash = secrets::sha256(token);
+    let known = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM edge_join_tokens
+                          WHERE token_hash = $1 AND revoked_at IS NULL) AS "known!""#,
+        &hash[..]
+    )
+    .fetch_one(pool)
+    .await?;
+    if known {
+        Ok(())
+    } else {
+        Err(AdminError::Unauthenticated(
+            "unknown or revoked join token".to_owned(),
+        ))
     }
 }
 

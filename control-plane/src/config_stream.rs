@@ -2,9 +2,8 @@
 //! a new one whenever the config version moves (pushed by `version_watch`, never polled by
 //! edges), and records what each edge ACKs, NACKs and when it was last heard from.
 
-use crate::auth::bearer_token;
+use crate::auth::verify_join_token;
 use crate::error::AdminError;
-use crate::secrets;
 use crate::snapshot::SnapshotBuilder;
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -44,23 +43,6 @@ impl ConfigStreamService {
             builder,
             versions,
             shutdown,
-        }
-    }
-
-    async fn verify_join_token(&self, token: &str) -> Result<(), Status> {
-        let hash = secrets::sha256(token);
-        let known = sqlx::query_scalar!(
-            r#"SELECT EXISTS (SELECT 1 FROM edge_join_tokens
-                              WHERE token_hash = $1 AND revoked_at IS NULL) AS "known!""#,
-            &hash[..]
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(AdminError::from)?;
-        if known {
-            Ok(())
-        } else {
-            Err(Status::unauthenticated("unknown or revoked join token"))
         }
     }
 }
@@ -115,9 +97,7 @@ impl pb::config_service_server::ConfigService for ConfigStreamService {
         &self,
         request: Request<Streaming<pb::EdgeMessage>>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        let token = bearer_token(request.metadata())
-            .ok_or_else(|| Status::unauthenticated("missing join token"))?;
-        self.verify_join_token(token).await?;
+        verify_join_token(&self.pool, request.metadata()).await?;
         let mut inbound = request.into_inner();
         let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
             Ok(Ok(Some(pb::EdgeMessage {

@@ -1,5 +1,6 @@
-//! Tollgate control plane: owns all configuration in Postgres, serves the admin API, and streams
-//! versioned config snapshots to edges. Binaries: `tollgate-cp` (server) and `tollgatectl`.
+//! Tollgate control plane: owns all configuration in Postgres, serves the admin API, streams
+//! versioned config snapshots to edges and ingests their usage reports. Binaries: `tollgate-cp`
+//! (server) and `tollgatectl`.
 
 pub mod admin;
 pub mod auth;
@@ -11,4 +12,5 @@ pub mod secrets;
 pub mod seed;
 pub mod server;
 pub mod snapshot;
+pub mod usage;
 pub mod version_watch;

@@ -1,11 +1,14 @@
-//! Wires the gRPC server: admin API behind the admin-token interceptor, the config stream (which
-//! checks join tokens itself, as that needs the database), and server reflection.
+//! Wires the gRPC server: admin API behind the admin-token interceptor, the config stream and
+//! usage ingest (which check join tokens themselves, as that needs the database), and server
+//! reflection; and owns the background tasks serving needs (config version watch, usage
+//! partition upkeep).
 
 use crate::admin::AdminApi;
 use crate::auth::AdminAuth;
 use crate::config_stream::ConfigStreamService;
 use crate::crypto::MasterKey;
 use crate::snapshot::SnapshotBuilder;
+use crate::usage::{UsageIngestService, partitions};
 use crate::version_watch;
 use sqlx::PgPool;
 use std::net::SocketAddr;
@@ -36,11 +39,14 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     let versions = version_watch::spawn(pool.clone(), shutdown.clone()).await?;
+    let upkeep_stop = shutdown.child_token();
+    let partition_upkeep = partitions::spawn(pool.clone(), upkeep_stop.clone());
     let builder = Arc::new(SnapshotBuilder::new(
         pool.clone(),
         options.master_key.clone(),
     ));
     let config = ConfigStreamService::new(pool.clone(), builder, versions, shutdown.clone());
+    let usage = UsageIngestService::new(pool.clone());
     let admin = AdminApi::new(pool, options.master_key);
     let auth = AdminAuth::new(&options.admin_token);
     let reflection = tonic_reflection::server::Builder::configure()
@@ -48,7 +54,7 @@ pub async fn serve(
         .build_v1()?;
 
     tracing::info!(listen = %options.listen, "control plane serving gRPC");
-    tonic::transport::Server::builder()
+    let served = tonic::transport::Server::builder()
         // Detects edges that vanished without closing their stream.
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
@@ -59,7 +65,12 @@ pub async fn serve(
             }),
         )
         .add_service(pb::config_service_server::ConfigServiceServer::new(config))
+        .add_service(usage.into_server())
         .serve_with_shutdown(options.listen, shutdown.cancelled_owned())
-        .await?;
+        .await;
+    // The server also stops on a transport error; the upkeep task must not outlive it.
+    upkeep_stop.cancel();
+    let _ = partition_upkeep.await;
+    served?;
     Ok(())
 }

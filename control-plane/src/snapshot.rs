@@ -6,10 +6,12 @@
 use crate::crypto::MasterKey;
 use crate::error::AdminError;
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Mutex;
 use tollgate_proto::v1 as pb;
+use uuid::Uuid;
 
 #[derive(Debug)]
 pub struct SnapshotBuilder {
@@ -139,33 +141,27 @@ impl SnapshotBuilder {
             });
         }
 
-        let models = sqlx::query!(
-            r#"SELECT m.id, m.name, m.provider_id, m.upstream_model,
-                      p.version AS "price_version?",
-                      p.input_price_micros_per_mtok AS "input_price_micros_per_mtok?",
-                      p.output_price_micros_per_mtok AS "output_price_micros_per_mtok?"
-               FROM models m
-               LEFT JOIN LATERAL (
-                   SELECT version, input_price_micros_per_mtok, output_price_micros_per_mtok
-                   FROM model_prices
-                   WHERE model_id = m.id AND effective_from <= now()
-                   ORDER BY version DESC LIMIT 1
-               ) p ON TRUE
-               ORDER BY m.name"#
-        )
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .map(|row| pb::SnapshotModel {
-            id: row.id.to_string(),
-            name: row.name,
-            provider_id: row.provider_id.to_string(),
-            upstream_model: row.upstream_model,
-            input_price_micros_per_mtok: row.input_price_micros_per_mtok.unwrap_or(0),
-            output_price_micros_per_mtok: row.output_price_micros_per_mtok.unwrap_or(0),
-            price_version: row.price_version.map_or(0, non_negative),
-        })
-        .collect();
+        let mut prices = price_schedules(&mut tx).await?;
+        let models =
+            sqlx::query!("SELECT id, name, provider_id, upstream_model FROM models ORDER BY name")
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .map(|row| {
+                    let schedule = prices.remove(&row.id).unwrap_or_default();
+                    let current = schedule.current.unwrap_or_default();
+                    pb::SnapshotModel {
+                        id: row.id.to_string(),
+                        name: row.name,
+                        provider_id: row.provider_id.to_string(),
+                        upstream_model: row.upstream_model,
+                        input_price_micros_per_mtok: current.input_price_micros_per_mtok,
+                        output_price_micros_per_mtok: current.output_price_micros_per_mtok,
+                        price_version: current.version,
+                        prices: schedule.versions,
+                    }
+                })
+                .collect();
         tx.commit().await?;
 
         Ok(pb::ConfigSnapshot {
@@ -180,6 +176,57 @@ impl SnapshotBuilder {
             models,
         })
     }
+}
+
+/// One model's price versions as edges need them.
+#[derive(Debug, Default)]
+struct PriceSchedule {
+    /// Oldest first: the version in force now (if any), then every scheduled one.
+    versions: Vec<pb::SnapshotPrice>,
+    /// The version in force when the snapshot was read, for the single-price fields.
+    current: Option<pb::SnapshotPrice>,
+}
+
+/// Every price version in force now or later, per model. A version is in force from its
+/// `effective_from` until the next version by `(effective_from, version)` starts, which is the
+/// rule edges apply too; versions that have been superseded can no longer price a new request
+/// and are left out.
+async fn price_schedules(
+    conn: &mut PgConnection,
+) -> Result<HashMap<Uuid, PriceSchedule>, AdminError> {
+    let rows = sqlx::query!(
+        r#"SELECT model_id, version, effective_from, input_price_micros_per_mtok,
+                  output_price_micros_per_mtok,
+                  COALESCE(cached_input_price_micros_per_mtok, input_price_micros_per_mtok)
+                      AS "cached_input_price_micros_per_mtok!",
+                  effective_from <= now() AS "in_force!"
+           FROM model_prices
+           WHERE effective_from > now()
+              OR (model_id, version) IN (
+                  SELECT DISTINCT ON (model_id) model_id, version
+                  FROM model_prices
+                  WHERE effective_from <= now()
+                  ORDER BY model_id, effective_from DESC, version DESC)
+           ORDER BY model_id, effective_from, version"#
+    )
+    .fetch_all(conn)
+    .await?;
+    let mut schedules: HashMap<Uuid, PriceSchedule> = HashMap::new();
+    for row in rows {
+        let price = pb::SnapshotPrice {
+            version: non_negative(row.version),
+            effective_from_unix_ms: row.effective_from.timestamp_millis(),
+            input_price_micros_per_mtok: row.input_price_micros_per_mtok,
+            output_price_micros_per_mtok: row.output_price_micros_per_mtok,
+            cached_input_price_micros_per_mtok: row.cached_input_price_micros_per_mtok,
+        };
+        let schedule = schedules.entry(row.model_id).or_default();
+        if row.in_force {
+            schedule.current = Some(price);
+        }
+        schedule.versions.push(price);
+    }
+    Ok(schedules)
 }
 
 pub fn unix_ms_or_zero(at: Option<DateTime<Utc>>) -> i64 {

@@ -34,6 +34,10 @@ pub enum GatewayError {
     BodyTooLarge { limit_bytes: usize },
     #[error("Could not read the request body: {0}")]
     BodyRead(String),
+    #[error(
+        "The gateway cannot record usage right now (its usage spool is full); try again later."
+    )]
+    UsageSpoolFull,
     #[error("Unknown endpoint: {0}")]
     UnknownRoute(String),
     #[error("The gateway has not loaded a configuration yet; try again shortly.")]

@@ -7,5 +7,8 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod pricing;
 pub mod providers;
 pub mod routing;
+pub mod tokens;
+pub mod usage;

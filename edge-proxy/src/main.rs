@@ -13,6 +13,10 @@ use tollgate_edge_proxy::config::runtime::Runtime;
 use tollgate_edge_proxy::config::state::{self, StateStore};
 use tollgate_edge_proxy::config::{RuntimeHolder, file};
 use tollgate_edge_proxy::http::{self, AppState, DEFAULT_MAX_BODY_BYTES};
+use tollgate_edge_proxy::tokens::TokenCounter;
+use tollgate_edge_proxy::usage::meter::MeterContext;
+use tollgate_edge_proxy::usage::reporter::UsageReporter;
+use tollgate_edge_proxy::usage::spool::{self, SpoolConfig, SpoolFullPolicy};
 
 #[derive(Parser)]
 #[command(name = "tollgate-edge", version, about = "Tollgate edge proxy")]
@@ -50,6 +54,18 @@ struct ServeArgs {
     region: String,
     #[arg(long, default_value_t = DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
+    /// Usage spool directory (default: <state-dir>/usage-spool).
+    #[arg(long)]
+    spool_dir: Option<PathBuf>,
+    /// Spool size at which --spool-full applies.
+    #[arg(long, default_value_t = 1024 * 1024 * 1024)]
+    spool_max_bytes: u64,
+    /// When the spool is full: reject new requests (503) or keep serving and alert.
+    #[arg(long, value_enum, default_value_t = SpoolFullPolicy::Reject)]
+    spool_full: SpoolFullPolicy,
+    /// Longest time a written usage event waits for fsync (group commit).
+    #[arg(long, default_value_t = 100)]
+    spool_fsync_interval_ms: u64,
 }
 
 #[tokio::main]
@@ -76,6 +92,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("cannot build the HTTP client")?;
     let runtime = Arc::new(RuntimeHolder::new());
     let shutdown = CancellationToken::new();
+    let edge_id = match args.edge_id {
+        Some(id) => id,
+        None => state::edge_id(&args.state_dir)?,
+    };
+    let mut spool_config = SpoolConfig::new(
+        args.spool_dir
+            .unwrap_or_else(|| args.state_dir.join("usage-spool")),
+    );
+    spool_config.max_bytes = args.spool_max_bytes;
+    spool_config.full_policy = args.spool_full;
+    spool_config.fsync_interval = Duration::from_millis(args.spool_fsync_interval_ms);
+    let (usage_sink, spool_state, spool_writer) = spool::open(spool_config)?;
 
     match (args.control_plane, args.config) {
         (Some(control_plane), None) => {
@@ -83,10 +111,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 bail!("--join-token (or TOLLGATE_JOIN_TOKEN) is required with --control-plane");
             };
             let state = Arc::new(StateStore::open(&args.state_dir, &join_token)?);
-            let edge_id = match args.edge_id {
-                Some(id) => id,
-                None => state::edge_id(&args.state_dir)?,
-            };
             if let Some(saved) = client::restore(Arc::clone(&state), &http_client).await {
                 tracing::info!(
                     version = saved.version,
@@ -94,10 +118,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 );
                 runtime.store(saved);
             }
+            let reporter = UsageReporter {
+                control_plane: control_plane.clone(),
+                join_token: join_token.clone(),
+                edge_id: edge_id.clone(),
+                spool: Arc::clone(&spool_state),
+            };
+            tokio::spawn(reporter.run(shutdown.clone()));
             let config_client = ConfigClient {
                 control_plane,
                 join_token,
-                edge_id,
+                edge_id: edge_id.clone(),
                 region: args.region,
                 runtime: Arc::clone(&runtime),
                 state: Some(state),
@@ -108,7 +139,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         (None, Some(path)) => {
             let snapshot = file::load(&path)?;
             runtime.store(Runtime::compile(snapshot, &http_client)?);
-            tracing::info!(path = %path.display(), "serving static config");
+            tracing::info!(
+                path = %path.display(),
+                spool = %spool_state.dir().display(),
+                "serving static config; usage events are kept in the spool as JSON lines (no control plane to report to)"
+            );
         }
         _ => bail!("give either --control-plane URL or --config FILE"),
     }
@@ -116,6 +151,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let state = Arc::new(AppState {
         runtime,
         max_body_bytes: args.max_body_bytes,
+        meter: MeterContext {
+            sink: usage_sink,
+            counter: TokenCounter::new(),
+            edge_id,
+        },
+        spool: spool_state,
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -129,5 +170,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             on_signal.cancel();
         })
         .await?;
+    // Every sink clone is gone with the server: the writer seals its segment and exits.
+    let sealed = tokio::task::spawn_blocking(move || spool_writer.join());
+    if tokio::time::timeout(Duration::from_secs(5), sealed)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "usage spool writer did not finish within 5 s; its open segment is sealed at next start"
+        );
+    }
     Ok(())
 }

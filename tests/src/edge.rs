@@ -87,14 +87,23 @@ impl Edge {
 
     /// `tollgate-edge serve --config <config_path> --listen 127.0.0.1:<free> <extra_args>`:
     /// a standalone edge with no control plane. Returns once /healthz answers.
+    /// The edge keeps its id and usage spool in a state directory owned by the edge.
     pub async fn start_with_config(config_path: &Path, extra_args: &[&str]) -> Edge {
+        let state_root = tempfile::Builder::new()
+            .prefix("tollgate-e2e-edge-state-")
+            .tempdir()
+            .expect("create a state dir for the edge");
         let mut args: Vec<String> = vec![
             "serve".into(),
             "--config".into(),
             config_path.display().to_string(),
+            "--state-dir".into(),
+            state_root.path().join("state").display().to_string(),
         ];
         args.extend(extra_args.iter().map(|arg| (*arg).to_owned()));
-        Edge::launch(args, None, None).await
+        let mut edge = Edge::launch(args, None, None).await;
+        edge.adopt_dir(state_root);
+        edge
     }
 
     async fn launch(

@@ -5,7 +5,9 @@ use super::AdminApi;
 use super::audit::{self, AuditEntry};
 use super::validate;
 use crate::error::{AdminError, conflict_as};
+use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::PgConnection;
+use std::collections::HashMap;
 use tollgate_proto::v1 as pb;
 use uuid::Uuid;
 
@@ -109,6 +111,10 @@ impl AdminApi {
         };
         let input_price = validate::price("input_price", request.input_price_micros_per_mtok)?;
         let output_price = validate::price("output_price", request.output_price_micros_per_mtok)?;
+        let cached_input_price = request
+            .cached_input_price_micros_per_mtok
+            .map(|price| validate::price("cached_input_price", price))
+            .transpose()?;
 
         let mut tx = self.pool.begin().await?;
         let provider_id = sqlx::query_scalar!("SELECT id FROM providers WHERE name = $1", provider)
@@ -126,11 +132,13 @@ impl AdminApi {
         .map_err(conflict_as("model", name))?;
         sqlx::query!(
             r#"INSERT INTO model_prices (model_id, version, input_price_micros_per_mtok,
-                                         output_price_micros_per_mtok)
-               VALUES ($1, 1, $2, $3)"#,
+                                         output_price_micros_per_mtok,
+                                         cached_input_price_micros_per_mtok)
+               VALUES ($1, 1, $2, $3, $4)"#,
             model_id,
             input_price,
-            output_price
+            output_price,
+            cached_input_price
         )
         .execute(&mut *tx)
         .await?;
@@ -152,7 +160,11 @@ impl AdminApi {
         Ok(pb::ListModelsResponse { models })
     }
 
-    /// A new price version effective now; usage priced with older versions keeps them.
+    /// A new price version, effective now or at a later time; usage priced with older versions
+    /// keeps them. A time in the past is refused: requests already served were priced with the
+    /// version in force then, and rewriting that would make the ledger disagree with what
+    /// clients were told. A scheduled version reaches edges in the snapshot this write
+    /// publishes, and they switch to it at its time on their own.
     pub async fn set_model_price(
         &self,
         actor: &str,
@@ -161,7 +173,33 @@ impl AdminApi {
         let name = validate::model_name("model", &request.model)?;
         let input_price = validate::price("input_price", request.input_price_micros_per_mtok)?;
         let output_price = validate::price("output_price", request.output_price_micros_per_mtok)?;
+        let cached_input_price = request
+            .cached_input_price_micros_per_mtok
+            .map(|price| validate::price("cached_input_price", price))
+            .transpose()?;
+        let effective_from = match request.effective_from_unix_ms {
+            0 => None,
+            ms => Some(
+                DateTime::<Utc>::from_timestamp_millis(ms)
+                    .ok_or_else(|| AdminError::invalid("effective_from", "out of range"))?,
+            ),
+        };
         let mut tx = self.pool.begin().await?;
+        // The database clock decides, as it also stamps "now" when no time is given.
+        if let Some(at) = effective_from {
+            let in_past = sqlx::query_scalar!(r#"SELECT $1 < now() AS "past!""#, at)
+                .fetch_one(&mut *tx)
+                .await?;
+            if in_past {
+                return Err(AdminError::invalid(
+                    "effective_from",
+                    format!(
+                        "{} is in the past; use 0 (now) or a later time",
+                        at.to_rfc3339_opts(SecondsFormat::Millis, true)
+                    ),
+                ));
+            }
+        }
         // FOR UPDATE serialises concurrent price changes of one model, so versions never collide.
         let model_id =
             sqlx::query_scalar!("SELECT id FROM models WHERE name = $1 FOR UPDATE", name)
@@ -171,12 +209,15 @@ impl AdminApi {
         let before = fetch_model(&mut tx, model_id).await?;
         sqlx::query!(
             r#"INSERT INTO model_prices (model_id, version, input_price_micros_per_mtok,
-                                         output_price_micros_per_mtok)
-               SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3
+                                         output_price_micros_per_mtok,
+                                         cached_input_price_micros_per_mtok, effective_from)
+               SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3, $4, COALESCE($5, now())
                FROM model_prices WHERE model_id = $1"#,
             model_id,
             input_price,
-            output_price
+            output_price,
+            cached_input_price,
+            effective_from
         )
         .execute(&mut *tx)
         .await?;
@@ -233,38 +274,67 @@ async fn fetch_model(conn: &mut PgConnection, model_id: Uuid) -> Result<pb::Mode
         .ok_or_else(|| AdminError::not_found("model", model_id.to_string()))
 }
 
+/// Models with the price version in force now and the versions scheduled after it. "In force"
+/// follows the rule edges apply: the latest `effective_from` not in the future, the highest
+/// version on a tie.
 async fn fetch_models(
     conn: &mut PgConnection,
     model_id: Option<Uuid>,
 ) -> Result<Vec<pb::Model>, AdminError> {
+    let mut scheduled: HashMap<Uuid, Vec<pb::ScheduledPrice>> = HashMap::new();
+    let upcoming = sqlx::query!(
+        r#"SELECT model_id, version, effective_from, input_price_micros_per_mtok,
+                  output_price_micros_per_mtok, cached_input_price_micros_per_mtok
+           FROM model_prices
+           WHERE effective_from > now() AND ($1::uuid IS NULL OR model_id = $1)
+           ORDER BY model_id, effective_from, version"#,
+        model_id
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    for row in upcoming {
+        scheduled
+            .entry(row.model_id)
+            .or_default()
+            .push(pb::ScheduledPrice {
+                version: u32::try_from(row.version).unwrap_or(0),
+                effective_from_unix_ms: row.effective_from.timestamp_millis(),
+                input_price_micros_per_mtok: row.input_price_micros_per_mtok,
+                output_price_micros_per_mtok: row.output_price_micros_per_mtok,
+                cached_input_price_micros_per_mtok: row.cached_input_price_micros_per_mtok,
+            });
+    }
     let models = sqlx::query!(
         r#"SELECT m.id, m.name, pr.name AS provider, m.upstream_model, m.created_at,
                   p.version AS "price_version?",
                   p.input_price_micros_per_mtok AS "input_price_micros_per_mtok?",
                   p.output_price_micros_per_mtok AS "output_price_micros_per_mtok?",
+                  p.cached_input_price_micros_per_mtok,
                   p.effective_from AS "effective_from?"
            FROM models m
            JOIN providers pr ON pr.id = m.provider_id
            LEFT JOIN LATERAL (
                SELECT version, input_price_micros_per_mtok, output_price_micros_per_mtok,
-                      effective_from
-               FROM model_prices WHERE model_id = m.id
-               ORDER BY version DESC LIMIT 1
+                      cached_input_price_micros_per_mtok, effective_from
+               FROM model_prices WHERE model_id = m.id AND effective_from <= now()
+               ORDER BY effective_from DESC, version DESC LIMIT 1
            ) p ON TRUE
            WHERE ($1::uuid IS NULL OR m.id = $1)
            ORDER BY m.name"#,
         model_id
     )
-    .fetch_all(conn)
+    .fetch_all(&mut *conn)
     .await?
     .into_iter()
     .map(|row| pb::Model {
         id: row.id.to_string(),
+        scheduled_prices: scheduled.remove(&row.id).unwrap_or_default(),
         name: row.name,
         provider: row.provider,
         upstream_model: row.upstream_model,
         input_price_micros_per_mtok: row.input_price_micros_per_mtok.unwrap_or(0),
         output_price_micros_per_mtok: row.output_price_micros_per_mtok.unwrap_or(0),
+        cached_input_price_micros_per_mtok: row.cached_input_price_micros_per_mtok,
         price_version: row
             .price_version
             .map_or(0, |v| u32::try_from(v).unwrap_or(0)),

@@ -5,6 +5,7 @@ pub(crate) mod audit;
 mod catalog;
 mod edges;
 mod keys;
+mod reports;
 mod tenancy;
 pub mod validate;
 
@@ -174,5 +175,12 @@ impl pb::admin_service_server::AdminService for AdminApi {
         _: Request<pb::ListEdgesRequest>,
     ) -> Result<Response<pb::ListEdgesResponse>, Status> {
         respond(AdminApi::list_edges(self).await)
+    }
+
+    async fn usage_report(
+        &self,
+        r: Request<pb::UsageReportRequest>,
+    ) -> Result<Response<pb::UsageReportResponse>, Status> {
+        respond(AdminApi::usage_report(self, r.into_inner()).await)
     }
 }

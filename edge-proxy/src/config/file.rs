@@ -2,9 +2,9 @@
 //! would send, from a TOML file, for a laptop or a single box without Postgres.
 
 use super::snapshot::{
-    DEFAULT_REQUEST_TIMEOUT, ModelConfig, ModelPrice, Owner, ProviderConfig, ProviderKind,
-    Snapshot, VirtualKey,
+    DEFAULT_REQUEST_TIMEOUT, ModelConfig, Owner, ProviderConfig, ProviderKind, Snapshot, VirtualKey,
 };
+use crate::pricing::{Price, PriceSchedule};
 use crate::providers::mock::MockSettings;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -76,6 +76,15 @@ struct FileModel {
     input_price_micros_per_mtok: i64,
     #[serde(default)]
     output_price_micros_per_mtok: i64,
+    /// Defaults to the input price.
+    cached_input_price_micros_per_mtok: Option<i64>,
+    /// A model without prices is served but its usage is recorded as unpriced.
+    #[serde(default = "default_priced")]
+    priced: bool,
+}
+
+fn default_priced() -> bool {
+    true
 }
 
 #[derive(Debug, Deserialize)]
@@ -181,7 +190,13 @@ pub fn parse(text: &str) -> Result<Snapshot, FileConfigError> {
                 model.name, model.provider
             )));
         }
-        if model.input_price_micros_per_mtok < 0 || model.output_price_micros_per_mtok < 0 {
+        let cached_input = model
+            .cached_input_price_micros_per_mtok
+            .unwrap_or(model.input_price_micros_per_mtok);
+        if model.input_price_micros_per_mtok < 0
+            || model.output_price_micros_per_mtok < 0
+            || cached_input < 0
+        {
             return Err(invalid(format!(
                 "model '{}': prices must not be negative",
                 model.name
@@ -192,10 +207,16 @@ pub fn parse(text: &str) -> Result<Snapshot, FileConfigError> {
             upstream_model: model.upstream_model.unwrap_or_else(|| model.name.clone()),
             name: model.name,
             provider_id: model.provider,
-            price: ModelPrice {
-                input_micros_per_mtok: model.input_price_micros_per_mtok,
-                output_micros_per_mtok: model.output_price_micros_per_mtok,
-                version: 1,
+            prices: if model.priced {
+                PriceSchedule::new(vec![Price {
+                    version: 1,
+                    effective_from_unix_ms: 0,
+                    input_micros_per_mtok: model.input_price_micros_per_mtok,
+                    cached_input_micros_per_mtok: cached_input,
+                    output_micros_per_mtok: model.output_price_micros_per_mtok,
+                }])
+            } else {
+                PriceSchedule::default()
             },
         });
     }

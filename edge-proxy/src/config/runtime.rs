@@ -1,7 +1,8 @@
 //! The compiled, immutable form of one config snapshot: hash maps the request path reads
 //! without locks, and provider adapters built once (sharing one pooled HTTP client).
 
-use super::snapshot::{ModelPrice, ProviderKind, Snapshot, SnapshotError, VirtualKey};
+use super::snapshot::{ProviderKind, Snapshot, SnapshotError, VirtualKey};
+use crate::pricing::PriceSchedule;
 use crate::providers::Provider;
 use crate::providers::mock::MockProvider;
 use crate::providers::openai::{ApiKey, OpenAiProvider};
@@ -25,7 +26,7 @@ pub struct ModelRoute {
     pub upstream_model: String,
     pub provider_name: String,
     pub provider: Arc<dyn Provider>,
-    pub price: ModelPrice,
+    pub prices: PriceSchedule,
 }
 
 impl Runtime {
@@ -65,7 +66,7 @@ impl Runtime {
                 upstream_model: model.upstream_model,
                 provider_name,
                 provider,
-                price: model.price,
+                prices: model.prices,
             });
             models_by_name.insert(model.name, route);
         }

@@ -2,6 +2,7 @@
 //! cannot serve correctly (unknown provider kind, dangling reference, malformed key hash) fails
 //! here, so the whole snapshot is NACKed and the previous one keeps serving.
 
+use crate::pricing::{Price, PriceSchedule};
 use crate::providers::mock::MockSettings;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -63,15 +64,7 @@ pub struct ModelConfig {
     pub name: String,
     pub provider_id: String,
     pub upstream_model: String,
-    pub price: ModelPrice,
-}
-
-/// Integer micro-dollars per 1M tokens; version 0 means the model has no price.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ModelPrice {
-    pub input_micros_per_mtok: i64,
-    pub output_micros_per_mtok: i64,
-    pub version: u32,
+    pub prices: PriceSchedule,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -235,9 +228,7 @@ impl TryFrom<pb::ConfigSnapshot> for Snapshot {
                     "name and upstream model must be set",
                 ));
             }
-            if model.input_price_micros_per_mtok < 0 || model.output_price_micros_per_mtok < 0 {
-                return Err(invalid("model", &model.name, "prices must not be negative"));
-            }
+            let prices = price_schedule(&model)?;
             if !model_names.insert(model.name.clone()) {
                 return Err(SnapshotError::Duplicate {
                     what: "model",
@@ -249,11 +240,7 @@ impl TryFrom<pb::ConfigSnapshot> for Snapshot {
                 name: model.name,
                 provider_id: model.provider_id,
                 upstream_model: model.upstream_model,
-                price: ModelPrice {
-                    input_micros_per_mtok: model.input_price_micros_per_mtok,
-                    output_micros_per_mtok: model.output_price_micros_per_mtok,
-                    version: model.price_version,
-                },
+                prices,
             });
         }
 
@@ -265,6 +252,48 @@ impl TryFrom<pb::ConfigSnapshot> for Snapshot {
             models,
         })
     }
+}
+
+/// The model's price versions. A plane that predates scheduled prices sends only the current
+/// price; it then applies from the beginning of time. Version 0 with no list means unpriced.
+fn price_schedule(model: &pb::SnapshotModel) -> Result<PriceSchedule, SnapshotError> {
+    let mut versions: Vec<Price> = model
+        .prices
+        .iter()
+        .map(|price| Price {
+            version: price.version,
+            effective_from_unix_ms: price.effective_from_unix_ms,
+            input_micros_per_mtok: price.input_price_micros_per_mtok,
+            cached_input_micros_per_mtok: price.cached_input_price_micros_per_mtok,
+            output_micros_per_mtok: price.output_price_micros_per_mtok,
+        })
+        .collect();
+    if versions.is_empty() && model.price_version > 0 {
+        versions.push(Price {
+            version: model.price_version,
+            effective_from_unix_ms: 0,
+            input_micros_per_mtok: model.input_price_micros_per_mtok,
+            cached_input_micros_per_mtok: model.input_price_micros_per_mtok,
+            output_micros_per_mtok: model.output_price_micros_per_mtok,
+        });
+    }
+    let mut seen = HashSet::new();
+    for price in &versions {
+        if price.input_micros_per_mtok < 0
+            || price.cached_input_micros_per_mtok < 0
+            || price.output_micros_per_mtok < 0
+        {
+            return Err(invalid("model", &model.name, "prices must not be negative"));
+        }
+        if price.version == 0 || !seen.insert(price.version) {
+            return Err(invalid(
+                "model",
+                &model.name,
+                "price versions must be unique and > 0",
+            ));
+        }
+    }
+    Ok(PriceSchedule::new(versions))
 }
 
 impl TryFrom<pb::SnapshotProvider> for ProviderConfig {
@@ -367,6 +396,7 @@ pub(crate) mod tests {
                 input_price_micros_per_mtok: 100_000,
                 output_price_micros_per_mtok: 400_000,
                 price_version: 1,
+                prices: vec![],
             }],
         }
     }
@@ -376,7 +406,7 @@ pub(crate) mod tests {
         let snapshot = Snapshot::try_from(wire_snapshot()).unwrap();
         assert_eq!(snapshot.version, 7);
         assert_eq!(snapshot.keys[0].team.name, "ml");
-        assert_eq!(snapshot.models[0].price.version, 1);
+        assert_eq!(snapshot.models[0].prices.at(0).map(|p| p.version), Some(1));
     }
 
     #[test]
@@ -395,6 +425,10 @@ pub(crate) mod tests {
 
         let mut wire = wire_snapshot();
         wire.virtual_keys[0].key_hash = vec![1, 2, 3];
+        assert!(Snapshot::try_from(wire).is_err());
+
+        let mut wire = wire_snapshot();
+        wire.models[0].input_price_micros_per_mtok = -1;
         assert!(Snapshot::try_from(wire).is_err());
 
         let mut wire = wire_snapshot();

@@ -34,7 +34,7 @@ impl GatewayError {
             Self::ModelNotAllowed(_) => StatusCode::FORBIDDEN,
             Self::ModelNotFound(_) | Self::UnknownRoute(_) => StatusCode::NOT_FOUND,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotReady | Self::UsageSpoolFull => StatusCode::SERVICE_UNAVAILABLE,
             Self::Provider(ProviderError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
             Self::Provider(_) => StatusCode::BAD_GATEWAY,
         }
@@ -68,6 +68,7 @@ impl GatewayError {
             Self::BodyTooLarge { .. } => ("invalid_request_error", "request_too_large", None),
             Self::UnknownRoute(_) => ("invalid_request_error", "unknown_url", None),
             Self::NotReady => ("service_unavailable", "not_ready", None),
+            Self::UsageSpoolFull => ("service_unavailable", "usage_spool_full", None),
             Self::Provider(err) => ("upstream_error", provider_code(err), None),
         };
         ErrorBody {

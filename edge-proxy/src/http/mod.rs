@@ -7,12 +7,15 @@ mod models;
 
 use crate::config::RuntimeHolder;
 use crate::error::GatewayError;
+use crate::usage::SpoolState;
+use crate::usage::meter::MeterContext;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use chat::RequestId;
 use std::sync::Arc;
 use tracing::Instrument;
 
@@ -22,6 +25,8 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 pub struct AppState {
     pub runtime: Arc<RuntimeHolder>,
     pub max_body_bytes: usize,
+    pub meter: MeterContext,
+    pub spool: Arc<SpoolState>,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -57,8 +62,9 @@ async fn unknown_route(request: Request) -> GatewayError {
 }
 
 /// Every response carries an `x-request-id`, the handle to find a request in logs and usage.
-async fn request_id(request: Request, next: Next) -> Response {
+async fn request_id(mut request: Request, next: Next) -> Response {
     let id = format!("req_{}", uuid::Uuid::new_v4().simple());
+    request.extensions_mut().insert(RequestId(id.clone()));
     let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
     let mut response = next.run(request).instrument(span).await;
     if let Ok(value) = HeaderValue::from_str(&id) {

@@ -94,6 +94,44 @@ pub enum Command {
         #[command(subcommand)]
         command: Option<EdgesCommand>,
     },
+    /// Spend and tokens per team, project, user, model or org, from the hourly rollups (the
+    /// range is widened to whole UTC hours).
+    Usage {
+        /// What each row is.
+        #[arg(long = "by", value_enum)]
+        group_by: UsageGroupBy,
+        /// Start of the range, RFC 3339; the start of the current UTC month when omitted.
+        #[arg(long, value_name = "RFC3339", value_parser = timestamp::parse_rfc3339_ms)]
+        since: Option<i64>,
+        /// End of the range (exclusive), RFC 3339; now when omitted.
+        #[arg(long, value_name = "RFC3339", value_parser = timestamp::parse_rfc3339_ms)]
+        until: Option<i64>,
+        /// Only usage of this org.
+        #[arg(long)]
+        org: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum UsageGroupBy {
+    Team,
+    Project,
+    User,
+    Model,
+    Org,
+}
+
+impl UsageGroupBy {
+    /// The `group_by` value the Admin API expects.
+    pub fn as_wire(self) -> &'static str {
+        match self {
+            Self::Team => "team",
+            Self::Project => "project",
+            Self::User => "user",
+            Self::Model => "model",
+            Self::Org => "org",
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -233,9 +271,19 @@ pub enum ModelsCommand {
             value_parser = usd::parse_usd_micros
         )]
         output_price: Option<i64>,
+        /// USD per 1M input tokens served from the provider's prompt cache; the input price
+        /// when omitted.
+        #[arg(
+            long,
+            value_name = "USD",
+            allow_negative_numbers = true,
+            value_parser = usd::parse_usd_micros
+        )]
+        cached_input_price: Option<i64>,
     },
     List,
-    /// Start a new price version, effective now; usage already recorded keeps its old price.
+    /// Start a new price version, now or at a later time; usage already recorded keeps its
+    /// old price.
     SetPrice {
         name: String,
         /// USD per 1M input tokens, e.g. 2.50.
@@ -254,6 +302,19 @@ pub enum ModelsCommand {
             value_parser = usd::parse_usd_micros
         )]
         output_price: i64,
+        /// USD per 1M input tokens served from the provider's prompt cache; the input price
+        /// when omitted.
+        #[arg(
+            long,
+            value_name = "USD",
+            allow_negative_numbers = true,
+            value_parser = usd::parse_usd_micros
+        )]
+        cached_input_price: Option<i64>,
+        /// When the new price takes effect, RFC 3339 (must not be in the past); now when
+        /// omitted. Edges switch to it at that time on their own.
+        #[arg(long, value_name = "RFC3339", value_parser = timestamp::parse_rfc3339_ms)]
+        effective_from: Option<i64>,
     },
 }
 
@@ -345,6 +406,71 @@ mod tests {
                 }
             })
         ));
+    }
+
+    #[test]
+    fn scheduled_and_cached_prices_are_parsed() {
+        let parsed = Cli::try_parse_from([
+            "tollgatectl",
+            "models",
+            "set-price",
+            "gpt",
+            "--input-price",
+            "2.50",
+            "--output-price",
+            "10",
+            "--cached-input-price",
+            "1.25",
+            "--effective-from",
+            "2027-01-31T00:00:00Z",
+        ]);
+        assert!(matches!(
+            parsed.map(|cli| cli.command),
+            Ok(Command::Models {
+                command: ModelsCommand::SetPrice {
+                    cached_input_price: Some(1_250_000),
+                    effective_from: Some(1_801_353_600_000),
+                    ..
+                }
+            })
+        ));
+    }
+
+    #[test]
+    fn usage_takes_a_grouping_and_an_optional_range() {
+        let parsed = Cli::try_parse_from([
+            "tollgatectl",
+            "usage",
+            "--by",
+            "project",
+            "--since",
+            "2027-01-31T00:00:00Z",
+            "--org",
+            "acme",
+        ]);
+        assert!(matches!(
+            parsed.map(|cli| cli.command),
+            Ok(Command::Usage {
+                group_by: UsageGroupBy::Project,
+                since: Some(1_801_353_600_000),
+                until: None,
+                org: Some(org),
+            }) if org == "acme"
+        ));
+        for bad in [
+            vec!["tollgatectl", "usage"],
+            vec!["tollgatectl", "usage", "--by", "galaxy"],
+            vec![
+                "tollgatectl",
+                "usage",
+                "--by",
+                "team",
+                "--since",
+                "yesterday",
+            ],
+        ] {
+            assert!(Cli::try_parse_from(bad.clone()).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

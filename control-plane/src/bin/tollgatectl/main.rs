@@ -22,16 +22,18 @@ use tollgate_proto::v1::{
     CreateProviderRequest, CreateTeamRequest, CreateUserRequest, CreateVirtualKeyRequest,
     ListEdgesRequest, ListModelsRequest, ListOrgsRequest, ListProjectsRequest,
     ListProvidersRequest, ListTeamsRequest, ListUsersRequest, ListVirtualKeysRequest, MockSettings,
-    RevokeVirtualKeyRequest, SetModelPriceRequest,
+    RevokeVirtualKeyRequest, SetModelPriceRequest, UsageReportRequest,
 };
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::timestamp::now_unix_ms;
+
 use crate::cli::{
     Cli, Command, EdgesCommand, JoinTokensCommand, KeysCommand, ModelsCommand, OrgsCommand,
-    OutputFormat, ProjectsCommand, ProvidersCommand, TeamsCommand, UsersCommand,
+    OutputFormat, ProjectsCommand, ProvidersCommand, TeamsCommand, UsageGroupBy, UsersCommand,
 };
 
 /// How long to wait for the TCP/HTTP2 connection to the control plane.
@@ -93,6 +95,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Edges { command } => {
             edges(client, format, command.unwrap_or(EdgesCommand::List)).await
         }
+        Command::Usage {
+            group_by,
+            since,
+            until,
+            org,
+        } => usage(client, format, group_by, since, until, org).await,
     }
 }
 
@@ -324,6 +332,7 @@ async fn models(
             upstream_model,
             input_price,
             output_price,
+            cached_input_price,
         } => {
             let request = CreateModelRequest {
                 name,
@@ -331,6 +340,7 @@ async fn models(
                 upstream_model: upstream_model.unwrap_or_default(),
                 input_price_micros_per_mtok: input_price.unwrap_or(0),
                 output_price_micros_per_mtok: output_price.unwrap_or(0),
+                cached_input_price_micros_per_mtok: cached_input_price,
             };
             let model = reply(client.create_model(request).await)?;
             emit(format, &model, |model| {
@@ -345,11 +355,15 @@ async fn models(
             name,
             input_price,
             output_price,
+            cached_input_price,
+            effective_from,
         } => {
             let request = SetModelPriceRequest {
                 model: name,
                 input_price_micros_per_mtok: input_price,
                 output_price_micros_per_mtok: output_price,
+                cached_input_price_micros_per_mtok: cached_input_price,
+                effective_from_unix_ms: effective_from.unwrap_or(0),
             };
             let model = reply(client.set_model_price(request).await)?;
             emit(format, &model, |model| {
@@ -386,6 +400,26 @@ async fn edges(
             emit(format, &list, output::edges)
         }
     }
+}
+
+async fn usage(
+    client: &mut AdminClient,
+    format: OutputFormat,
+    group_by: UsageGroupBy,
+    since: Option<i64>,
+    until: Option<i64>,
+    org: Option<String>,
+) -> anyhow::Result<()> {
+    let request = UsageReportRequest {
+        group_by: group_by.as_wire().to_owned(),
+        since_unix_ms: since.unwrap_or_else(|| timestamp::start_of_utc_month(now_unix_ms())),
+        until_unix_ms: until.unwrap_or(0),
+        org: org.unwrap_or_default(),
+    };
+    let report = reply(client.usage_report(request).await)?;
+    emit(format, &report, |report| {
+        output::usage_report(report, group_by.as_wire())
+    })
 }
 
 /// Unwraps a gRPC reply, turning a failure into `CODE_NAME: message`.

@@ -3,12 +3,12 @@
 
 use tollgate_proto::v1::{
     CreateJoinTokenResponse, CreateVirtualKeyResponse, Edge, ListEdgesResponse, Model, Org,
-    Project, Provider, Team, User, VirtualKey,
+    Project, Provider, ScheduledPrice, Team, UsageReportResponse, User, VirtualKey,
 };
 
 use crate::table::Table;
 use crate::timestamp::{format_unix_ms, now_unix_ms};
-use crate::usd::format_usd;
+use crate::usd::{format_usd, format_usd_micros};
 
 pub fn orgs(orgs: &[Org]) -> String {
     let mut table = Table::new(&["NAME", "ID", "CREATED"]);
@@ -149,26 +149,133 @@ pub fn models(models: &[Model]) -> String {
         "PROVIDER",
         "UPSTREAM MODEL",
         "INPUT USD/MTOK",
+        "CACHED INPUT USD/MTOK",
         "OUTPUT USD/MTOK",
         "PRICE VERSION",
         "PRICE SINCE",
+        "SCHEDULED",
         "ID",
         "CREATED",
     ]);
     for model in models {
+        let (price_version, cached_input) = if model.price_version == 0 {
+            ("unpriced".to_owned(), "-".to_owned())
+        } else {
+            let cached = model
+                .cached_input_price_micros_per_mtok
+                .unwrap_or(model.input_price_micros_per_mtok);
+            (model.price_version.to_string(), format_usd(cached))
+        };
+        let scheduled = if model.scheduled_prices.is_empty() {
+            "-".to_owned()
+        } else {
+            model
+                .scheduled_prices
+                .iter()
+                .map(scheduled_price)
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
         table.row(vec![
             model.name.clone(),
             model.provider.clone(),
             model.upstream_model.clone(),
             format_usd(model.input_price_micros_per_mtok),
+            cached_input,
             format_usd(model.output_price_micros_per_mtok),
-            model.price_version.to_string(),
+            price_version,
             format_unix_ms(model.price_effective_from_unix_ms),
+            scheduled,
             model.id.clone(),
             format_unix_ms(model.created_at_unix_ms),
         ]);
     }
     table.render()
+}
+
+/// "v3 from 2027-01-01T00:00:00Z: in 1.00, cached 0.50, out 4.00" (USD per 1M tokens).
+fn scheduled_price(price: &ScheduledPrice) -> String {
+    let cached = price
+        .cached_input_price_micros_per_mtok
+        .unwrap_or(price.input_price_micros_per_mtok);
+    format!(
+        "v{} from {}: in {}, cached {}, out {}",
+        price.version,
+        format_unix_ms(price.effective_from_unix_ms),
+        format_usd(price.input_price_micros_per_mtok),
+        format_usd(cached),
+        format_usd(price.output_price_micros_per_mtok)
+    )
+}
+
+/// A usage report: the range actually covered, one row per group, a total, and a warning when
+/// some spend is unknown because requests were unpriced.
+pub fn usage_report(report: &UsageReportResponse, group_by: &str) -> String {
+    let mut table = Table::new(&[
+        &group_by.to_uppercase(),
+        "REQUESTS",
+        "ERRORS",
+        "INPUT TOKENS",
+        "OUTPUT TOKENS",
+        "COST USD",
+        "AVG USD/REQUEST",
+        "UNPRICED",
+    ]);
+    let mut total = TotalRow::default();
+    for row in &report.rows {
+        table.row(vec![
+            row.group.clone(),
+            row.requests.to_string(),
+            row.error_requests.to_string(),
+            row.input_tokens.to_string(),
+            row.output_tokens.to_string(),
+            format_usd_micros(row.cost_micros),
+            format_usd_micros(row.avg_cost_micros_per_request),
+            row.unpriced_requests.to_string(),
+        ]);
+        total.requests = total.requests.saturating_add(row.requests);
+        total.errors = total.errors.saturating_add(row.error_requests);
+        total.input_tokens = total.input_tokens.saturating_add(row.input_tokens);
+        total.output_tokens = total.output_tokens.saturating_add(row.output_tokens);
+        total.cost_micros = total.cost_micros.saturating_add(row.cost_micros);
+        total.unpriced = total.unpriced.saturating_add(row.unpriced_requests);
+    }
+    if report.rows.len() > 1 {
+        table.row(vec![
+            "TOTAL".to_owned(),
+            total.requests.to_string(),
+            total.errors.to_string(),
+            total.input_tokens.to_string(),
+            total.output_tokens.to_string(),
+            format_usd_micros(total.cost_micros),
+            String::new(),
+            total.unpriced.to_string(),
+        ]);
+    }
+    let mut out = format!(
+        "usage from {} to {} (whole UTC hours)\n{}",
+        format_unix_ms(report.since_unix_ms),
+        format_unix_ms(report.until_unix_ms),
+        table.render()
+    );
+    if total.unpriced > 0 {
+        out.push_str(&format!(
+            "note: {} request(s) used a model without a price; their cost is unknown and not \
+             included in COST USD\n",
+            total.unpriced
+        ));
+    }
+    out
+}
+
+#[derive(Default)]
+struct TotalRow {
+    requests: u64,
+    errors: u64,
+    input_tokens: u64,
+    output_tokens: u64,
+    cost_micros: i64,
+    unpriced: u64,
 }
 
 /// The token's row, then the token itself: like a key, it is shown only once.
@@ -285,6 +392,54 @@ mod tests {
                     "v7 at 2027-01-31T00:00:01Z: model 'x': unknown provider kind 'grpc'",
                 )
         }));
+    }
+
+    #[test]
+    fn usage_reports_show_exact_spend_a_total_and_unpriced_requests() {
+        use tollgate_proto::v1::UsageReportRow;
+        let report = UsageReportResponse {
+            rows: vec![
+                UsageReportRow {
+                    group: "acme/ml".to_owned(),
+                    requests: 3,
+                    input_tokens: 300,
+                    output_tokens: 90,
+                    cost_micros: 1_234_567,
+                    unpriced_requests: 1,
+                    avg_cost_micros_per_request: 617_284,
+                    error_requests: 1,
+                },
+                UsageReportRow {
+                    group: "acme/web".to_owned(),
+                    requests: 1,
+                    input_tokens: 10,
+                    output_tokens: 5,
+                    cost_micros: 7,
+                    unpriced_requests: 0,
+                    avg_cost_micros_per_request: 7,
+                    error_requests: 0,
+                },
+            ],
+            since_unix_ms: 1_801_353_600_000,
+            until_unix_ms: 1_801_357_200_000,
+        };
+        let text = usage_report(&report, "team");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "usage from 2027-01-31T00:00:00Z to 2027-01-31T01:00:00Z (whole UTC hours)"
+        );
+        assert!(lines[1].starts_with("TEAM "), "{text}");
+        assert!(
+            lines[2].starts_with("acme/ml") && lines[2].contains(" 1.234567 "),
+            "{text}"
+        );
+        assert!(lines[3].contains(" 0.000007 "), "{text}");
+        assert!(
+            lines[4].starts_with("TOTAL") && lines[4].contains(" 1.234574 "),
+            "{text}"
+        );
+        assert!(lines[5].starts_with("note: 1 request(s)"), "{text}");
     }
 
     #[test]

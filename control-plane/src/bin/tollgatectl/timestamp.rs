@@ -1,7 +1,7 @@
 //! Timestamps at the CLI boundary: RFC 3339 text for people, unix milliseconds on the wire
 //! (where 0 means "not set": never expires, never revoked, never seen).
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, TimeZone, Utc};
 
 /// Parses an RFC 3339 timestamp ("2027-01-31T00:00:00Z", "2027-01-31T09:00:00+09:00") into
 /// unix milliseconds. Instants at or before the epoch are rejected: 0 already means "never".
@@ -29,6 +29,17 @@ pub fn format_unix_ms(unix_ms: i64) -> String {
 /// The current time in unix milliseconds, to tell expired keys apart in tables.
 pub fn now_unix_ms() -> i64 {
     Utc::now().timestamp_millis()
+}
+
+/// The first instant of the UTC calendar month holding `unix_ms`, the default start of a usage
+/// report ("this month so far"). Out-of-range input falls back to the epoch (the whole history).
+pub fn start_of_utc_month(unix_ms: i64) -> i64 {
+    DateTime::<Utc>::from_timestamp_millis(unix_ms)
+        .and_then(|at| {
+            Utc.with_ymd_and_hms(at.year(), at.month(), 1, 0, 0, 0)
+                .single()
+        })
+        .map_or(0, |start| start.timestamp_millis())
 }
 
 #[cfg(test)]
@@ -69,6 +80,20 @@ mod tests {
         assert_eq!(
             parse_rfc3339_ms(&format_unix_ms(1_801_353_600_000)),
             Ok(1_801_353_600_000)
+        );
+    }
+
+    #[test]
+    fn the_month_starts_at_midnight_utc_on_the_first() {
+        assert_eq!(
+            start_of_utc_month(1_801_353_600_250),
+            parse_rfc3339_ms("2027-01-01T00:00:00Z").unwrap()
+        );
+        let first = parse_rfc3339_ms("2027-03-01T00:00:00Z").unwrap();
+        assert_eq!(start_of_utc_month(first), first);
+        assert_eq!(
+            start_of_utc_month(first - 1),
+            parse_rfc3339_ms("2027-02-01T00:00:00Z").unwrap()
         );
     }
 }

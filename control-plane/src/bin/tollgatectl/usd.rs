@@ -75,6 +75,18 @@ pub fn format_usd(micros: i64) -> String {
     format!("{sign}{whole}.{fraction}")
 }
 
+/// Formats micro-dollars as USD with exactly six decimals, every micro-dollar visible and the
+/// decimal points of a column aligned: 1_234_567 -> "1.234567", 5 -> "0.000005". For spend,
+/// where a sum of small requests must not look like zero.
+pub fn format_usd_micros(micros: i64) -> String {
+    let sign = if micros < 0 { "-" } else { "" };
+    let magnitude = micros.unsigned_abs();
+    let whole = magnitude / MICROS_PER_USD;
+    let fraction_micros = magnitude % MICROS_PER_USD;
+    let width = MAX_FRACTION_DIGITS;
+    format!("{sign}{whole}.{fraction_micros:0width$}")
+}
+
 fn is_digits(text: &str) -> bool {
     !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit())
 }
@@ -151,6 +163,20 @@ mod tests {
     fn formatted_prices_parse_back_to_the_same_micros() {
         for micros in [0, 1, 99, 100_000, 2_500_000, 10_123_456, i64::MAX] {
             assert_eq!(parse_usd_micros(&format_usd(micros)), Ok(micros));
+        }
+    }
+
+    #[test]
+    fn spend_formats_with_exactly_six_decimals() {
+        assert_eq!(format_usd_micros(0), "0.000000");
+        assert_eq!(format_usd_micros(5), "0.000005");
+        assert_eq!(format_usd_micros(1_234_567), "1.234567");
+        assert_eq!(format_usd_micros(2_500_000), "2.500000");
+        assert_eq!(format_usd_micros(-1), "-0.000001");
+        assert_eq!(format_usd_micros(i64::MAX), "9223372036854.775807");
+        assert_eq!(format_usd_micros(i64::MIN), "-9223372036854.775808");
+        for micros in [0, 1, 999_999, 1_000_000, 10_123_456, i64::MAX] {
+            assert_eq!(parse_usd_micros(&format_usd_micros(micros)), Ok(micros));
         }
     }
 }
