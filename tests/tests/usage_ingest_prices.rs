@@ -34,8 +34,8 @@ async fn with_model(world: &World, cached: Option<i64>) -> pb::Model {
                 name: "gpt".into(),
                 provider: "mock".into(),
                 upstream_model: String::new(),
-                input_price_micros_per_mtok: 1_000_000,
-                output_price_micros_per_mtok: 2_000_000,
+                input_price_micros_per_mtok: Some(1_000_000),
+                output_price_micros_per_mtok: Some(2_000_000),
                 cached_input_price_micros_per_mtok: cached,
             },
         )

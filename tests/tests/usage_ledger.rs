@@ -378,14 +378,25 @@ async fn a_price_change_applies_only_to_later_requests() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_model_without_a_price_still_answers_and_is_recorded_as_unpriced() {
     let stack = Stack::start().await;
-    sqlx::query(
-        "INSERT INTO models (name, provider_id, upstream_model) \
-         SELECT 'mock-free-lunch', id, 'mock-free-lunch' FROM providers WHERE name = 'mock'",
-    )
-    .execute(stack.db.pool())
-    .await
-    .unwrap();
-    stack.db.bump_config_version().await;
+    // Half a price is a mistake, not a free model.
+    let stderr = stack
+        .cp
+        .ctl_failure(&[
+            "models",
+            "create",
+            "mock-half",
+            "--provider",
+            "mock",
+            "--input-price",
+            "1",
+        ])
+        .await;
+    assert!(stderr.contains("INVALID_ARGUMENT"), "{stderr}");
+    // No price at all: the model is served and its usage is unpriced.
+    stack
+        .cp
+        .ctl_json(&["models", "create", "mock-free-lunch", "--provider", "mock"])
+        .await;
     stack.wait_model_listed("mock-free-lunch").await;
 
     let reply = stack

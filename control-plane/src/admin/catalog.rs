@@ -109,12 +109,33 @@ impl AdminApi {
         } else {
             validate::model_name("upstream_model", &request.upstream_model)?
         };
-        let input_price = validate::price("input_price", request.input_price_micros_per_mtok)?;
-        let output_price = validate::price("output_price", request.output_price_micros_per_mtok)?;
+        // Omitted prices mean "unknown", which usage records as unpriced; 0 would mean free.
+        let prices = match (
+            request.input_price_micros_per_mtok,
+            request.output_price_micros_per_mtok,
+        ) {
+            (Some(input), Some(output)) => Some((
+                validate::price("input_price", input)?,
+                validate::price("output_price", output)?,
+            )),
+            (None, None) => None,
+            _ => {
+                return Err(AdminError::invalid(
+                    "input_price",
+                    "give both input and output prices, or neither (an unpriced model)",
+                ));
+            }
+        };
         let cached_input_price = request
             .cached_input_price_micros_per_mtok
             .map(|price| validate::price("cached_input_price", price))
             .transpose()?;
+        if prices.is_none() && cached_input_price.is_some() {
+            return Err(AdminError::invalid(
+                "cached_input_price",
+                "needs the input and output prices too",
+            ));
+        }
 
         let mut tx = self.pool.begin().await?;
         let provider_id = sqlx::query_scalar!("SELECT id FROM providers WHERE name = $1", provider)
@@ -130,18 +151,20 @@ impl AdminApi {
         .fetch_one(&mut *tx)
         .await
         .map_err(conflict_as("model", name))?;
-        sqlx::query!(
-            r#"INSERT INTO model_prices (model_id, version, input_price_micros_per_mtok,
-                                         output_price_micros_per_mtok,
-                                         cached_input_price_micros_per_mtok)
-               VALUES ($1, 1, $2, $3, $4)"#,
-            model_id,
-            input_price,
-            output_price,
-            cached_input_price
-        )
-        .execute(&mut *tx)
-        .await?;
+        if let Some((input_price, output_price)) = prices {
+            sqlx::query!(
+                r#"INSERT INTO model_prices (model_id, version, input_price_micros_per_mtok,
+                                             output_price_micros_per_mtok,
+                                             cached_input_price_micros_per_mtok)
+                   VALUES ($1, 1, $2, $3, $4)"#,
+                model_id,
+                input_price,
+                output_price,
+                cached_input_price
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
         let model = fetch_model(&mut tx, model_id).await?;
         let entry = AuditEntry {
             actor,

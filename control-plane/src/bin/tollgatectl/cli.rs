@@ -255,7 +255,7 @@ pub enum ModelsCommand {
         /// Model name sent upstream; the public name when omitted.
         #[arg(long)]
         upstream_model: Option<String>,
-        /// USD per 1M input tokens, e.g. 2.50 (0 when omitted).
+        /// USD per 1M input tokens, e.g. 2.50. Omit both prices for an unpriced model.
         #[arg(
             long,
             value_name = "USD",
@@ -263,7 +263,7 @@ pub enum ModelsCommand {
             value_parser = usd::parse_usd_micros
         )]
         input_price: Option<i64>,
-        /// USD per 1M output tokens, e.g. 10.00 (0 when omitted).
+        /// USD per 1M output tokens, e.g. 10.00. Omit both prices for an unpriced model.
         #[arg(
             long,
             value_name = "USD",

@@ -338,8 +338,8 @@ async fn models(
                 name,
                 provider,
                 upstream_model: upstream_model.unwrap_or_default(),
-                input_price_micros_per_mtok: input_price.unwrap_or(0),
-                output_price_micros_per_mtok: output_price.unwrap_or(0),
+                input_price_micros_per_mtok: input_price,
+                output_price_micros_per_mtok: output_price,
                 cached_input_price_micros_per_mtok: cached_input_price,
             };
             let model = reply(client.create_model(request).await)?;
