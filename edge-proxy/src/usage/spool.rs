@@ -302,11 +302,12 @@ impl Writer {
         if lines.is_empty() {
             return Ok(());
         }
-        let segment = match self.open.take() {
-            Some(segment) => segment,
-            None => self.open_segment()?,
+        if self.open.is_none() {
+            self.open = Some(self.open_segment()?);
+        }
+        let Some(segment) = self.open.as_mut() else {
+            return Ok(());
         };
-        let segment = self.open.insert(segment);
         segment
             .file
             .write_all(lines)
