@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "tollgate/v1/config.proto",
         "tollgate/v1/admin.proto",
         "tollgate/v1/usage.proto",
+        "tollgate/v1/limits.proto",
     ];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 server=${TOLLGATE_PG_SERVER:-postgres://postgres@127.0.0.1:5432}
-db=tollgate_sqlx_prepare
+db=${TOLLGATE_SQLX_DB:-tollgate_sqlx_prepare}
 psql "$server/postgres" -qc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
 for migration in migrations/*.sql; do
   psql "$server/$db" -q -v ON_ERROR_STOP=1 -f "$migration"

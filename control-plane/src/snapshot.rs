@@ -58,6 +58,7 @@ impl SnapshotBuilder {
             .map(|row| pb::SnapshotOrg {
                 id: row.id.to_string(),
                 name: row.name,
+                time_zone: "UTC".to_owned(), // CONTRACT-PLACEHOLDER
             })
             .collect();
         let teams = sqlx::query!("SELECT id, org_id, name FROM teams ORDER BY name")
@@ -159,6 +160,7 @@ impl SnapshotBuilder {
                         output_price_micros_per_mtok: current.output_price_micros_per_mtok,
                         price_version: current.version,
                         prices: schedule.versions,
+                        max_output_tokens: 4096, // CONTRACT-PLACEHOLDER
                     }
                 })
                 .collect();
@@ -174,6 +176,7 @@ impl SnapshotBuilder {
             virtual_keys,
             providers,
             models,
+            limits: Vec::new(), // CONTRACT-PLACEHOLDER
         })
     }
 }

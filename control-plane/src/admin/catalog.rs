@@ -363,6 +363,7 @@ async fn fetch_models(
             .map_or(0, |v| u32::try_from(v).unwrap_or(0)),
         price_effective_from_unix_ms: row.effective_from.map_or(0, |at| at.timestamp_millis()),
         created_at_unix_ms: row.created_at.timestamp_millis(),
+        max_output_tokens: 4096, // CONTRACT-PLACEHOLDER
     })
     .collect();
     Ok(models)

@@ -183,4 +183,48 @@ impl pb::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<pb::UsageReportResponse>, Status> {
         respond(AdminApi::usage_report(self, r.into_inner()).await)
     }
+
+    // CONTRACT-PLACEHOLDER: the admin-limits work replaces everything below.
+    async fn set_org_time_zone(
+        &self,
+        _: Request<pb::SetOrgTimeZoneRequest>,
+    ) -> Result<Response<pb::Org>, Status> {
+        Err(Status::unimplemented("CONTRACT-PLACEHOLDER"))
+    }
+    async fn set_limits(
+        &self,
+        _: Request<pb::SetLimitsRequest>,
+    ) -> Result<Response<pb::LimitPolicy>, Status> {
+        Err(Status::unimplemented("CONTRACT-PLACEHOLDER"))
+    }
+    async fn get_limits(
+        &self,
+        _: Request<pb::GetLimitsRequest>,
+    ) -> Result<Response<pb::LimitPolicy>, Status> {
+        Err(Status::unimplemented("CONTRACT-PLACEHOLDER"))
+    }
+    async fn list_limits(
+        &self,
+        _: Request<pb::ListLimitsRequest>,
+    ) -> Result<Response<pb::ListLimitsResponse>, Status> {
+        Err(Status::unimplemented("CONTRACT-PLACEHOLDER"))
+    }
+    async fn remove_limits(
+        &self,
+        _: Request<pb::RemoveLimitsRequest>,
+    ) -> Result<Response<pb::LimitPolicy>, Status> {
+        Err(Status::unimplemented("CONTRACT-PLACEHOLDER"))
+    }
+    async fn limit_status(
+        &self,
+        _: Request<pb::LimitStatusRequest>,
+    ) -> Result<Response<pb::LimitStatusResponse>, Status> {
+        Err(Status::unimplemented("CONTRACT-PLACEHOLDER"))
+    }
+    async fn list_limit_alerts(
+        &self,
+        _: Request<pb::ListLimitAlertsRequest>,
+    ) -> Result<Response<pb::ListLimitAlertsResponse>, Status> {
+        Err(Status::unimplemented("CONTRACT-PLACEHOLDER"))
+    }
 }

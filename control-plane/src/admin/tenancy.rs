@@ -50,6 +50,7 @@ impl AdminApi {
             id: row.id.to_string(),
             name: name.to_owned(),
             created_at_unix_ms: row.created_at.timestamp_millis(),
+            time_zone: "UTC".to_owned(), // CONTRACT-PLACEHOLDER
         };
         let entry = AuditEntry {
             actor,
@@ -71,6 +72,7 @@ impl AdminApi {
                 id: row.id.to_string(),
                 name: row.name,
                 created_at_unix_ms: row.created_at.timestamp_millis(),
+                time_zone: "UTC".to_owned(), // CONTRACT-PLACEHOLDER
             })
             .collect();
         Ok(pb::ListOrgsResponse { orgs })

@@ -129,7 +129,14 @@ async fn orgs(
 ) -> anyhow::Result<()> {
     match command {
         OrgsCommand::Create { name } => {
-            let org = reply(client.create_org(CreateOrgRequest { name }).await)?;
+            let org = reply(
+                client
+                    .create_org(CreateOrgRequest {
+                        name,
+                        time_zone: String::new(), /* CONTRACT-PLACEHOLDER */
+                    })
+                    .await,
+            )?;
             emit(format, &org, |org| output::orgs(std::slice::from_ref(org)))
         }
         OrgsCommand::List => {
@@ -341,6 +348,7 @@ async fn models(
                 input_price_micros_per_mtok: input_price,
                 output_price_micros_per_mtok: output_price,
                 cached_input_price_micros_per_mtok: cached_input_price,
+                max_output_tokens: 0, // CONTRACT-PLACEHOLDER
             };
             let model = reply(client.create_model(request).await)?;
             emit(format, &model, |model| {
