@@ -2,6 +2,9 @@
 //! and threshold alerts. This module holds the domain vocabulary shared by the admin API and
 //! the lease service; the wire enums stop at `TryFrom`.
 
+pub mod grant;
+pub mod period;
+
 use tollgate_proto::v1 as pb;
 
 /// The level of the tenancy hierarchy a limit is attached to.
