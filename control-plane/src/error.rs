@@ -1,6 +1,7 @@
 //! The control plane's error type and the one place that maps it to a gRPC status.
 
 use crate::crypto::CryptoError;
+use crate::limits::store::LeaseError;
 
 /// Why an admin or config call failed. Variants carry data; the message is built in one place.
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +18,8 @@ pub enum AdminError {
     Database(#[from] sqlx::Error),
     #[error("secret handling failed: {0}")]
     Crypto(#[from] CryptoError),
+    #[error("lease: {0}")]
+    Lease(#[from] LeaseError),
 }
 
 impl AdminError {
@@ -61,6 +64,14 @@ impl From<AdminError> for tonic::Status {
             }
             AdminError::Crypto(source) => {
                 tracing::error!(error = %source, "secret handling error");
+                tonic::Status::internal(message)
+            }
+            AdminError::Lease(LeaseError::Database(source)) => {
+                tracing::error!(error = %source, "database error in a lease call");
+                tonic::Status::unavailable(message)
+            }
+            AdminError::Lease(source) => {
+                tracing::error!(error = %source, "lease call failed");
                 tonic::Status::internal(message)
             }
         }

@@ -1,12 +1,15 @@
 //! Wires the gRPC server: admin API behind the admin-token interceptor, the config stream and
 //! usage ingest (which check join tokens themselves, as that needs the database), and server
-//! reflection; and owns the background tasks serving needs (config version watch, usage
-//! partition upkeep).
+//! reflection; the lease service; and owns the background tasks serving needs (config version
+//! watch, usage partition upkeep, alert webhook delivery, the metrics endpoint).
 
 use crate::admin::AdminApi;
 use crate::auth::AdminAuth;
 use crate::config_stream::ConfigStreamService;
 use crate::crypto::MasterKey;
+use crate::limits::alerts;
+use crate::limits::metrics::{self as limit_metrics, Metrics};
+use crate::limits::service::LeaseService;
 use crate::snapshot::SnapshotBuilder;
 use crate::usage::{UsageIngestService, partitions};
 use crate::version_watch;
@@ -25,12 +28,25 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("cannot listen for metrics on {addr}: {source}")]
+    MetricsListen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("alert webhook client: {0}")]
+    WebhookClient(#[from] reqwest::Error),
 }
 
 pub struct ServeOptions {
     pub listen: SocketAddr,
     pub admin_token: String,
     pub master_key: MasterKey,
+    /// How long a lease grant lives unrenewed (`--lease-ttl-ms`).
+    pub lease_ttl: Duration,
+    /// Where to serve Prometheus metrics (`GET /metrics`); none when unset.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Where limit alerts are POSTed; alerts are only recorded when unset.
+    pub alert_webhook_url: Option<url::Url>,
 }
 
 pub async fn serve(
@@ -40,13 +56,36 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let versions = version_watch::spawn(pool.clone(), shutdown.clone()).await?;
     let upkeep_stop = shutdown.child_token();
-    let partition_upkeep = partitions::spawn(pool.clone(), upkeep_stop.clone());
+    let metrics = Metrics::new();
+    let mut tasks = Vec::new();
+    if let Some(addr) = options.metrics_listen {
+        let listener = limit_metrics::bind(addr)
+            .await
+            .map_err(|source| ServeError::MetricsListen { addr, source })?;
+        tracing::info!(listen = %addr, "control plane serving metrics");
+        tasks.push(limit_metrics::spawn(
+            listener,
+            metrics.clone(),
+            upkeep_stop.clone(),
+        ));
+    }
+    if let Some(url) = options.alert_webhook_url {
+        let client = reqwest::Client::builder().build()?;
+        tasks.push(alerts::spawn(
+            pool.clone(),
+            client,
+            url,
+            upkeep_stop.clone(),
+        ));
+    }
+    tasks.push(partitions::spawn(pool.clone(), upkeep_stop.clone()));
     let builder = Arc::new(SnapshotBuilder::new(
         pool.clone(),
         options.master_key.clone(),
     ));
     let config = ConfigStreamService::new(pool.clone(), builder, versions, shutdown.clone());
     let usage = UsageIngestService::new(pool.clone());
+    let leases = LeaseService::new(pool.clone(), options.lease_ttl, metrics);
     let admin = AdminApi::new(pool, options.master_key);
     let auth = AdminAuth::new(&options.admin_token);
     let reflection = tonic_reflection::server::Builder::configure()
@@ -66,11 +105,14 @@ pub async fn serve(
         )
         .add_service(pb::config_service_server::ConfigServiceServer::new(config))
         .add_service(usage.into_server())
+        .add_service(leases.into_server())
         .serve_with_shutdown(options.listen, shutdown.cancelled_owned())
         .await;
-    // The server also stops on a transport error; the upkeep task must not outlive it.
+    // The server also stops on a transport error; the background tasks must not outlive it.
     upkeep_stop.cancel();
-    let _ = partition_upkeep.await;
+    for task in tasks {
+        let _ = task.await;
+    }
     served?;
     Ok(())
 }

@@ -4,6 +4,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Write;
 use std::net::SocketAddr;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tollgate_control_plane::crypto::MasterKey;
 use tollgate_control_plane::{db, seed, server};
@@ -22,7 +23,7 @@ enum Command {
         #[arg(long, env = "DATABASE_URL", default_value = db::DEFAULT_DATABASE_URL)]
         database_url: String,
     },
-    /// Serve the admin API and the config stream over gRPC.
+    /// Serve the admin API, the config stream, usage ingest and limit leases over gRPC.
     Serve {
         #[arg(long, env = "DATABASE_URL", default_value = db::DEFAULT_DATABASE_URL)]
         database_url: String,
@@ -42,6 +43,16 @@ enum Command {
             hide_env_values = true
         )]
         master_key: String,
+        /// How long a limit lease lives unrenewed; edges renew about every second.
+        #[arg(long = "lease-ttl-ms", env = "TOLLGATE_LEASE_TTL_MS", default_value_t = 10_000,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        lease_ttl_ms: u64,
+        /// Serve Prometheus metrics on this address (`GET /metrics`); off when unset.
+        #[arg(long = "metrics-listen", env = "TOLLGATE_CP_METRICS_LISTEN")]
+        metrics_listen: Option<SocketAddr>,
+        /// POST limit alerts (soft and hard thresholds) as JSON to this URL.
+        #[arg(long = "alert-webhook-url", env = "TOLLGATE_ALERT_WEBHOOK_URL")]
+        alert_webhook_url: Option<String>,
     },
     /// Create the demo org, mock provider and models; print a new key and join token.
     SeedDemo {
@@ -56,6 +67,15 @@ enum Command {
 enum Output {
     Table,
     Json,
+}
+
+/// The alert webhook must be an absolute http(s) URL.
+fn parse_webhook_url(text: &str) -> anyhow::Result<url::Url> {
+    let url = url::Url::parse(text).context("--alert-webhook-url is not a URL")?;
+    if !matches!(url.scheme(), "http" | "https") {
+        bail!("--alert-webhook-url must be an http or https URL, not {url}");
+    }
+    Ok(url)
 }
 
 #[tokio::main]
@@ -88,11 +108,17 @@ async fn main() -> anyhow::Result<()> {
             listen,
             admin_token,
             master_key,
+            lease_ttl_ms,
+            metrics_listen,
+            alert_webhook_url,
         } => {
             if admin_token.trim().is_empty() {
                 bail!("TOLLGATE_ADMIN_TOKEN must not be empty: the admin API is never open");
             }
             let master_key = MasterKey::from_hex(&master_key)?;
+            let alert_webhook_url = alert_webhook_url
+                .map(|text| parse_webhook_url(&text))
+                .transpose()?;
             let pool = db::connect(&database_url, 16)
                 .await
                 .context("cannot connect to Postgres")?;
@@ -107,6 +133,9 @@ async fn main() -> anyhow::Result<()> {
                 listen,
                 admin_token,
                 master_key,
+                lease_ttl: Duration::from_millis(lease_ttl_ms),
+                metrics_listen,
+                alert_webhook_url,
             };
             server::serve(pool, options, shutdown).await?;
         }

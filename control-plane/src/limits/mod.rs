@@ -2,8 +2,13 @@
 //! and threshold alerts. This module holds the domain vocabulary shared by the admin API and
 //! the lease service; the wire enums stop at `TryFrom`.
 
+pub mod alerts;
 pub mod grant;
+pub mod lease;
+pub mod metrics;
 pub mod period;
+pub mod service;
+pub mod store;
 
 use tollgate_proto::v1 as pb;
 
