@@ -169,7 +169,8 @@ async fn process_in(
     let mut old: Vec<CounterKey> = Vec::new();
     for (claim, _, period) in &claims {
         current.push((claim.key, period.start_ms));
-        if is_old_period(claim, period) {
+        // 0: the session never had a grant for this limit, so no earlier figures exist.
+        if is_old_period(claim, period) && claim.period_start_ms != 0 {
             old.push((claim.key, claim.period_start_ms));
         }
     }
