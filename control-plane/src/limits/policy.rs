@@ -102,65 +102,66 @@ pub async fn load(
     )
     .fetch_all(&mut *conn)
     .await?;
-    let mut parsed = Vec::with_capacity(rows.len());
+    let mut limits = Vec::with_capacity(rows.len());
     for row in rows {
         let (Some(kind), Some(metric)) = (
             ScopeKind::parse(&row.scope_kind),
             Metric::parse(&row.metric),
         ) else {
-            tracing::warn!(scope_kind = %row.scope_kind, metric = %row.metric, "skipping a limit this build does not know");
+            tracing::warn!(
+                scope_kind = %row.scope_kind,
+                metric = %row.metric,
+                "skipping a limit this build does not know"
+            );
             continue;
         };
-        parsed.push((
-            kind,
-            row.scope_id,
-            row.org_id,
+        limits.push(ConfiguredLimit {
+            scope: Scope {
+                kind,
+                id: row.scope_id,
+                org_id: row.org_id,
+                names: ScopeNames::default(),
+            },
             metric,
-            row.limit_value,
-            row.soft_threshold_pct,
-            row.hard_threshold_pct,
-            row.updated_at,
-        ));
+            limit: row.limit_value,
+            soft_threshold_pct: u32::try_from(row.soft_threshold_pct).unwrap_or(0),
+            hard_threshold_pct: u32::try_from(row.hard_threshold_pct).unwrap_or(0),
+            updated_at: row.updated_at,
+        });
     }
-    let keys: Vec<(ScopeKind, Uuid)> = parsed.iter().map(|row| (row.0, row.1)).collect();
-    let names = scope_names(conn, &keys).await?;
-    let mut limits: Vec<ConfiguredLimit> = parsed
-        .into_iter()
-        .filter_map(|(kind, id, org_id, metric, limit, soft, hard, updated_at)| {
-            let Some(names) = names.get(&(kind, id)).cloned() else {
-                tracing::warn!(scope_kind = kind.as_str(), scope_id = %id, "skipping a limit whose scope no longer exists");
-                return None;
-            };
-            Some(ConfiguredLimit {
-                scope: Scope {
-                    kind,
-                    id,
-                    org_id,
-                    names,
-                },
-                metric,
-                limit,
-                soft_threshold_pct: u32::try_from(soft).unwrap_or(0),
-                hard_threshold_pct: u32::try_from(hard).unwrap_or(0),
-                updated_at,
-            })
-        })
+    let mut scopes: Vec<(ScopeKind, Uuid)> = limits
+        .iter()
+        .map(|limit| (limit.scope.kind, limit.scope.id))
         .collect();
-    limits.sort_by(|a, b| {
+    scopes.sort_unstable();
+    scopes.dedup();
+    let names = scope_names(conn, &scopes).await?;
+    limits.retain_mut(|limit| {
+        let scope = &mut limit.scope;
+        match names.get(&(scope.kind, scope.id)) {
+            Some(found) => {
+                scope.names = found.clone();
+                true
+            }
+            None => {
+                tracing::warn!(
+                    scope_kind = scope.kind.as_str(),
+                    scope_id = %scope.id,
+                    "skipping a limit whose scope no longer exists"
+                );
+                false
+            }
+        }
+    });
+    limits.sort_by_cached_key(|limit| {
+        let scope = &limit.scope;
         (
-            &a.scope.names.org,
-            a.scope.kind,
-            a.scope.display_name(),
-            a.scope.id,
-            a.metric,
+            scope.names.org.clone(),
+            scope.kind,
+            scope.display_name(),
+            scope.id,
+            limit.metric,
         )
-            .cmp(&(
-                &b.scope.names.org,
-                b.scope.kind,
-                b.scope.display_name(),
-                b.scope.id,
-                b.metric,
-            ))
     });
     Ok(limits)
 }
