@@ -1,9 +1,11 @@
 //! `tollgate-cp seed-demo`: a demo org/team/project, the built-in mock provider with two models,
-//! a fresh virtual key and a fresh edge join token, so the gateway answers offline out of the box.
+//! generous limits on the demo team, a fresh virtual key and a fresh edge join token, so the
+//! gateway answers offline out of the box.
 //! Re-running reuses what exists and mints a new key and token (their plaintext is never stored).
 
 use crate::admin::audit::{self, AuditEntry};
 use crate::error::AdminError;
+use crate::limits::{Metric, ScopeKind};
 use crate::secrets::{self, JOIN_TOKEN_PREFIX, VIRTUAL_KEY_PREFIX};
 use serde::Serialize;
 use sqlx::PgPool;
@@ -17,6 +19,16 @@ pub const DEMO_PROVIDER: &str = "mock";
 const DEMO_MODELS: &[(&str, i64, i64)] = &[
     ("mock-small", 100_000, 400_000),
     ("mock-large", 2_000_000, 8_000_000),
+];
+
+/// Limits of the demo team, high enough never to bother someone trying the gateway (or the
+/// end-to-end tests, which send a few hundred requests at most), but present so every demo
+/// response shows the `x-ratelimit-*` headers: 1000 requests and 1M tokens per minute, and a
+/// $50 monthly budget.
+const DEMO_TEAM_LIMITS: &[(Metric, i64)] = &[
+    (Metric::RequestsPerMinute, 1_000),
+    (Metric::TokensPerMinute, 1_000_000),
+    (Metric::BudgetMicrosPerMonth, 50_000_000),
 ];
 
 /// What a script needs to use the demo, printed by `seed-demo --output json`.
@@ -86,6 +98,25 @@ pub async fn seed_demo(pool: &PgPool) -> Result<DemoSeed, AdminError> {
             .await?;
         }
     }
+    // An operator's later change to these limits survives re-seeding.
+    let metrics: Vec<String> = DEMO_TEAM_LIMITS
+        .iter()
+        .map(|(metric, _)| metric.as_str().to_owned())
+        .collect();
+    let values: Vec<i64> = DEMO_TEAM_LIMITS.iter().map(|(_, value)| *value).collect();
+    sqlx::query!(
+        r#"INSERT INTO limits (scope_kind, scope_id, org_id, metric, limit_value)
+           SELECT $1, $2, $3, l.metric, l.limit_value
+           FROM UNNEST($4::text[], $5::bigint[]) AS l(metric, limit_value)
+           ON CONFLICT (scope_kind, scope_id, metric) DO NOTHING"#,
+        ScopeKind::Team.as_str(),
+        team_id,
+        org_id,
+        &metrics,
+        &values
+    )
+    .execute(&mut *tx)
+    .await?;
     let key = secrets::mint(VIRTUAL_KEY_PREFIX);
     let key_id = sqlx::query_scalar!(
         r#"INSERT INTO virtual_keys (name, key_hash, key_prefix, org_id, team_id, project_id)

@@ -1,13 +1,15 @@
 //! Builds the config snapshot edges receive: every usable org, team, project, user, key,
-//! provider (with its decrypted secret) and priced model, read in one repeatable-read
-//! transaction so a snapshot is always one consistent version. The newest build is cached:
+//! provider (with its decrypted secret), priced model and configured limit, read in one
+//! repeatable-read transaction so a snapshot is always one consistent version. The newest build is cached:
 //! a thousand edges asking for version N cost one build.
 
 use crate::crypto::MasterKey;
 use crate::error::AdminError;
+use crate::limits::ScopeKind;
+use crate::limits::policy::{self, LimitFilter};
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use tokio::sync::Mutex;
 use tollgate_proto::v1 as pb;
@@ -51,14 +53,14 @@ impl SnapshotBuilder {
             .fetch_one(&mut *tx)
             .await?;
 
-        let orgs = sqlx::query!("SELECT id, name FROM orgs ORDER BY name")
+        let orgs = sqlx::query!("SELECT id, name, time_zone FROM orgs ORDER BY name")
             .fetch_all(&mut *tx)
             .await?
             .into_iter()
             .map(|row| pb::SnapshotOrg {
                 id: row.id.to_string(),
                 name: row.name,
-                time_zone: "UTC".to_owned(), // CONTRACT-PLACEHOLDER
+                time_zone: row.time_zone,
             })
             .collect();
         let teams = sqlx::query!("SELECT id, org_id, name FROM teams ORDER BY name")
@@ -91,7 +93,7 @@ impl SnapshotBuilder {
                 name: row.name,
             })
             .collect();
-        let virtual_keys = sqlx::query!(
+        let virtual_keys: Vec<pb::SnapshotVirtualKey> = sqlx::query!(
             r#"SELECT id, key_hash, key_prefix, org_id, team_id, project_id, user_id,
                       allowed_models, expires_at
                FROM virtual_keys
@@ -144,7 +146,7 @@ impl SnapshotBuilder {
 
         let mut prices = price_schedules(&mut tx).await?;
         let models =
-            sqlx::query!("SELECT id, name, provider_id, upstream_model FROM models ORDER BY name")
+            sqlx::query!("SELECT id, name, provider_id, upstream_model, max_output_tokens FROM models ORDER BY name")
                 .fetch_all(&mut *tx)
                 .await?
                 .into_iter()
@@ -160,10 +162,11 @@ impl SnapshotBuilder {
                         output_price_micros_per_mtok: current.output_price_micros_per_mtok,
                         price_version: current.version,
                         prices: schedule.versions,
-                        max_output_tokens: 4096, // CONTRACT-PLACEHOLDER
+                        max_output_tokens: non_negative(row.max_output_tokens),
                     }
                 })
                 .collect();
+        let limits = snapshot_limits(&mut tx, &virtual_keys).await?;
         tx.commit().await?;
 
         Ok(pb::ConfigSnapshot {
@@ -176,9 +179,39 @@ impl SnapshotBuilder {
             virtual_keys,
             providers,
             models,
-            limits: Vec::new(), // CONTRACT-PLACEHOLDER
+            limits,
         })
     }
+}
+
+/// Every configured limit, named for error messages. Limits of keys the snapshot leaves out
+/// (revoked or expired) are left out too: no edge can attach them, and an edge may treat a limit
+/// on an unknown key as a broken snapshot.
+async fn snapshot_limits(
+    conn: &mut PgConnection,
+    virtual_keys: &[pb::SnapshotVirtualKey],
+) -> Result<Vec<pb::SnapshotLimit>, AdminError> {
+    let live_keys: HashSet<&str> = virtual_keys.iter().map(|key| key.id.as_str()).collect();
+    let limits = policy::load(conn, LimitFilter::All)
+        .await?
+        .into_iter()
+        .filter(|limit| {
+            limit.scope.kind != ScopeKind::Key
+                || live_keys.contains(limit.scope.id.to_string().as_str())
+        })
+        .map(|limit| pb::SnapshotLimit {
+            key: Some(pb::LimitKey {
+                scope: pb::LimitScope::from(limit.scope.kind) as i32,
+                scope_id: limit.scope.id.to_string(),
+                metric: pb::LimitMetric::from(limit.metric) as i32,
+            }),
+            limit: limit.limit,
+            soft_threshold_pct: limit.soft_threshold_pct,
+            hard_threshold_pct: limit.hard_threshold_pct,
+            scope_name: limit.scope.display_name(),
+        })
+        .collect();
+    Ok(limits)
 }
 
 /// One model's price versions as edges need them.

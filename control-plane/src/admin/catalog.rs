@@ -15,6 +15,10 @@ const MAX_TIMEOUT_MS: u32 = 3_600_000;
 const MAX_MOCK_LATENCY_MS: u32 = 600_000;
 const MAX_MOCK_OUTPUT_TOKENS: u32 = 1_000_000;
 const MAX_MOCK_CHUNK_INTERVAL_MS: u32 = 60_000;
+/// Output cap assumed for a model when the request sets none (`max_output_tokens` 0).
+pub const DEFAULT_MAX_OUTPUT_TOKENS: u32 = 4096;
+/// Far above any real model's output window; catches unit mistakes.
+const MAX_MAX_OUTPUT_TOKENS: u32 = 10_000_000;
 
 impl AdminApi {
     pub async fn create_provider(
@@ -136,6 +140,16 @@ impl AdminApi {
                 "needs the input and output prices too",
             ));
         }
+        // Limits and budgets reserve prompt + this before the call, so it must be a real cap.
+        let max_output_tokens = match request.max_output_tokens {
+            0 => DEFAULT_MAX_OUTPUT_TOKENS,
+            tokens => tokens,
+        };
+        let max_output_tokens = validate::bounded(
+            "max_output_tokens",
+            max_output_tokens,
+            MAX_MAX_OUTPUT_TOKENS,
+        )?;
 
         let mut tx = self.pool.begin().await?;
         let provider_id = sqlx::query_scalar!("SELECT id FROM providers WHERE name = $1", provider)
@@ -143,10 +157,12 @@ impl AdminApi {
             .await?
             .ok_or_else(|| AdminError::not_found("provider", provider))?;
         let model_id = sqlx::query_scalar!(
-            "INSERT INTO models (name, provider_id, upstream_model) VALUES ($1, $2, $3) RETURNING id",
+            r#"INSERT INTO models (name, provider_id, upstream_model, max_output_tokens)
+               VALUES ($1, $2, $3, $4) RETURNING id"#,
             name,
             provider_id,
-            upstream_model
+            upstream_model,
+            max_output_tokens
         )
         .fetch_one(&mut *tx)
         .await
@@ -329,6 +345,7 @@ async fn fetch_models(
     }
     let models = sqlx::query!(
         r#"SELECT m.id, m.name, pr.name AS provider, m.upstream_model, m.created_at,
+                  m.max_output_tokens,
                   p.version AS "price_version?",
                   p.input_price_micros_per_mtok AS "input_price_micros_per_mtok?",
                   p.output_price_micros_per_mtok AS "output_price_micros_per_mtok?",
@@ -363,7 +380,7 @@ async fn fetch_models(
             .map_or(0, |v| u32::try_from(v).unwrap_or(0)),
         price_effective_from_unix_ms: row.effective_from.map_or(0, |at| at.timestamp_millis()),
         created_at_unix_ms: row.created_at.timestamp_millis(),
-        max_output_tokens: 4096, // CONTRACT-PLACEHOLDER
+        max_output_tokens: u32::try_from(row.max_output_tokens).unwrap_or(0),
     })
     .collect();
     Ok(models)

@@ -141,27 +141,7 @@ impl AdminApi {
             return Err(AdminError::invalid("key", "must not be empty"));
         }
         let mut tx = self.pool.begin().await?;
-        let key_id = match Uuid::parse_str(&request.key) {
-            Ok(id) => id,
-            Err(_) => {
-                let matches = sqlx::query_scalar!(
-                    "SELECT id FROM virtual_keys WHERE key_prefix = $1",
-                    request.key
-                )
-                .fetch_all(&mut *tx)
-                .await?;
-                match matches.as_slice() {
-                    [] => return Err(AdminError::not_found("virtual key", &request.key)),
-                    [id] => *id,
-                    _ => {
-                        return Err(AdminError::invalid(
-                            "key",
-                            format!("prefix '{}' matches several keys; use the id", request.key),
-                        ));
-                    }
-                }
-            }
-        };
+        let key_id = key_id_or_prefix(&mut tx, "key", &request.key).await?;
         let before = fetch_key(&mut tx, key_id).await?;
         if before.revoked_at_unix_ms != 0 {
             return Ok(before);
@@ -182,6 +162,29 @@ impl AdminApi {
         };
         audit::commit_config_write(tx, entry).await?;
         Ok(after)
+    }
+}
+
+/// A key named by operators: its id, or its display prefix when exactly one key has it. Does
+/// not check that an id exists (the caller's next read does).
+pub(crate) async fn key_id_or_prefix(
+    conn: &mut PgConnection,
+    field: &'static str,
+    key: &str,
+) -> Result<Uuid, AdminError> {
+    if let Ok(id) = Uuid::parse_str(key) {
+        return Ok(id);
+    }
+    let matches = sqlx::query_scalar!("SELECT id FROM virtual_keys WHERE key_prefix = $1", key)
+        .fetch_all(conn)
+        .await?;
+    match matches.as_slice() {
+        [] => Err(AdminError::not_found("virtual key", key)),
+        [id] => Ok(*id),
+        _ => Err(AdminError::invalid(
+            field,
+            format!("prefix '{key}' matches several keys; use the id"),
+        )),
     }
 }
 

@@ -5,6 +5,7 @@ pub(crate) mod audit;
 mod catalog;
 mod edges;
 mod keys;
+mod limits;
 mod reports;
 mod tenancy;
 pub mod validate;
@@ -184,47 +185,55 @@ impl pb::admin_service_server::AdminService for AdminApi {
         respond(AdminApi::usage_report(self, r.into_inner()).await)
     }
 
-    // CONTRACT-PLACEHOLDER: the admin-limits work replaces everything below.
     async fn set_org_time_zone(
         &self,
-        _: Request<pb::SetOrgTimeZoneRequest>,
+        r: Request<pb::SetOrgTimeZoneRequest>,
     ) -> Result<Response<pb::Org>, Status> {
-        Err(Status::unimplemented("CONTRACT-PLACEHOLDER"))
+        let actor = actor(&r);
+        respond(AdminApi::set_org_time_zone(self, &actor, r.into_inner()).await)
     }
+
     async fn set_limits(
         &self,
-        _: Request<pb::SetLimitsRequest>,
+        r: Request<pb::SetLimitsRequest>,
     ) -> Result<Response<pb::LimitPolicy>, Status> {
-        Err(Status::unimplemented("CONTRACT-PLACEHOLDER"))
+        let actor = actor(&r);
+        respond(AdminApi::set_limits(self, &actor, r.into_inner()).await)
     }
+
     async fn get_limits(
         &self,
-        _: Request<pb::GetLimitsRequest>,
+        r: Request<pb::GetLimitsRequest>,
     ) -> Result<Response<pb::LimitPolicy>, Status> {
-        Err(Status::unimplemented("CONTRACT-PLACEHOLDER"))
+        respond(AdminApi::get_limits(self, r.into_inner()).await)
     }
+
     async fn list_limits(
         &self,
-        _: Request<pb::ListLimitsRequest>,
+        r: Request<pb::ListLimitsRequest>,
     ) -> Result<Response<pb::ListLimitsResponse>, Status> {
-        Err(Status::unimplemented("CONTRACT-PLACEHOLDER"))
+        respond(AdminApi::list_limits(self, r.into_inner()).await)
     }
+
     async fn remove_limits(
         &self,
-        _: Request<pb::RemoveLimitsRequest>,
+        r: Request<pb::RemoveLimitsRequest>,
     ) -> Result<Response<pb::LimitPolicy>, Status> {
-        Err(Status::unimplemented("CONTRACT-PLACEHOLDER"))
+        let actor = actor(&r);
+        respond(AdminApi::remove_limits(self, &actor, r.into_inner()).await)
     }
+
     async fn limit_status(
         &self,
-        _: Request<pb::LimitStatusRequest>,
+        r: Request<pb::LimitStatusRequest>,
     ) -> Result<Response<pb::LimitStatusResponse>, Status> {
-        Err(Status::unimplemented("CONTRACT-PLACEHOLDER"))
+        respond(AdminApi::limit_status(self, r.into_inner()).await)
     }
+
     async fn list_limit_alerts(
         &self,
-        _: Request<pb::ListLimitAlertsRequest>,
+        r: Request<pb::ListLimitAlertsRequest>,
     ) -> Result<Response<pb::ListLimitAlertsResponse>, Status> {
-        Err(Status::unimplemented("CONTRACT-PLACEHOLDER"))
+        respond(AdminApi::list_limit_alerts(self, r.into_inner()).await)
     }
 }

@@ -31,6 +31,9 @@ pub(crate) async fn team_id(
     .ok_or_else(|| AdminError::not_found("team", format!("{org}/{team}")))
 }
 
+/// The zone of an org created without one: calendar periods then follow UTC.
+pub const DEFAULT_TIME_ZONE: &str = "UTC";
+
 impl AdminApi {
     pub async fn create_org(
         &self,
@@ -38,10 +41,16 @@ impl AdminApi {
         request: pb::CreateOrgRequest,
     ) -> Result<pb::Org, AdminError> {
         let name = validate::entity_name("name", &request.name)?;
+        let time_zone = if request.time_zone.is_empty() {
+            DEFAULT_TIME_ZONE.to_owned()
+        } else {
+            validate::time_zone("time_zone", &request.time_zone)?
+        };
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query!(
-            "INSERT INTO orgs (name) VALUES ($1) RETURNING id, created_at",
-            name
+            "INSERT INTO orgs (name, time_zone) VALUES ($1, $2) RETURNING id, created_at",
+            name,
+            time_zone
         )
         .fetch_one(&mut *tx)
         .await
@@ -50,7 +59,7 @@ impl AdminApi {
             id: row.id.to_string(),
             name: name.to_owned(),
             created_at_unix_ms: row.created_at.timestamp_millis(),
-            time_zone: "UTC".to_owned(), // CONTRACT-PLACEHOLDER
+            time_zone,
         };
         let entry = AuditEntry {
             actor,
@@ -64,7 +73,7 @@ impl AdminApi {
     }
 
     pub async fn list_orgs(&self) -> Result<pb::ListOrgsResponse, AdminError> {
-        let orgs = sqlx::query!("SELECT id, name, created_at FROM orgs ORDER BY name")
+        let orgs = sqlx::query!("SELECT id, name, time_zone, created_at FROM orgs ORDER BY name")
             .fetch_all(&self.pool)
             .await?
             .into_iter()
@@ -72,10 +81,56 @@ impl AdminApi {
                 id: row.id.to_string(),
                 name: row.name,
                 created_at_unix_ms: row.created_at.timestamp_millis(),
-                time_zone: "UTC".to_owned(), // CONTRACT-PLACEHOLDER
+                time_zone: row.time_zone,
             })
             .collect();
         Ok(pb::ListOrgsResponse { orgs })
+    }
+
+    /// Moves the org's calendar periods (hourly, daily and monthly quotas and budgets) to
+    /// another IANA time zone. Periods already counted keep their bounds; the next period the
+    /// lease service opens follows the new zone.
+    pub async fn set_org_time_zone(
+        &self,
+        actor: &str,
+        request: pb::SetOrgTimeZoneRequest,
+    ) -> Result<pb::Org, AdminError> {
+        let name = validate::entity_name("org", &request.org)?;
+        let time_zone = validate::time_zone("time_zone", &request.time_zone)?;
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query!(
+            "SELECT id, time_zone, created_at FROM orgs WHERE name = $1 FOR UPDATE",
+            name
+        )
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| AdminError::not_found("org", name))?;
+        let before = pb::Org {
+            id: row.id.to_string(),
+            name: name.to_owned(),
+            created_at_unix_ms: row.created_at.timestamp_millis(),
+            time_zone: row.time_zone,
+        };
+        sqlx::query!(
+            "UPDATE orgs SET time_zone = $1 WHERE id = $2",
+            time_zone,
+            row.id
+        )
+        .execute(&mut *tx)
+        .await?;
+        let after = pb::Org {
+            time_zone,
+            ..before.clone()
+        };
+        let entry = AuditEntry {
+            actor,
+            action: "org.set_time_zone",
+            target: format!("org/{name}"),
+            before: audit::state(&before),
+            after: audit::state(&after),
+        };
+        audit::commit_config_write(tx, entry).await?;
+        Ok(after)
     }
 
     pub async fn create_team(

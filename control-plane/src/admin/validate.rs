@@ -137,9 +137,93 @@ pub fn bounded(field: &'static str, value: u32, max: u32) -> Result<i32, AdminEr
     i32::try_from(value).map_err(|_| AdminError::invalid(field, "too large"))
 }
 
+/// An IANA time zone name ("Europe/Berlin"), returned in its canonical spelling so stored
+/// names compare equal however they were typed. Calendar quotas reset at this zone's
+/// boundaries, so a typo must fail here rather than silently mean UTC.
+pub fn time_zone(field: &'static str, value: &str) -> Result<String, AdminError> {
+    if value.is_empty() {
+        return Err(AdminError::invalid(field, "must not be empty"));
+    }
+    let zone = jiff::tz::TimeZone::get(value).map_err(|_| {
+        AdminError::invalid(
+            field,
+            format!("unknown time zone '{value}' (use an IANA name like Europe/Berlin or UTC)"),
+        )
+    })?;
+    Ok(zone.iana_name().unwrap_or(value).to_owned())
+}
+
+/// A configured limit: requests, tokens, micro-dollars or concurrent requests, always > 0
+/// (remove a limit instead of setting it to 0).
+pub fn limit_value(field: &'static str, value: i64) -> Result<i64, AdminError> {
+    if value <= 0 {
+        return Err(AdminError::invalid(
+            field,
+            format!("must be greater than 0, got {value} (remove the limit instead)"),
+        ));
+    }
+    Ok(value)
+}
+
+/// A threshold in percent of a limit: 1..=1000 (a hard threshold above 100 allows overage).
+pub fn threshold_pct(field: &'static str, value: u32) -> Result<u32, AdminError> {
+    if !(1..=1000).contains(&value) {
+        return Err(AdminError::invalid(
+            field,
+            format!("must be between 1 and 1000 percent, got {value}"),
+        ));
+    }
+    Ok(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn time_zones_are_iana_names_in_canonical_spelling() {
+        assert_eq!(
+            time_zone("time_zone", "Europe/Berlin").ok().as_deref(),
+            Some("Europe/Berlin")
+        );
+        assert_eq!(
+            time_zone("time_zone", "europe/berlin").ok().as_deref(),
+            Some("Europe/Berlin")
+        );
+        assert_eq!(time_zone("time_zone", "UTC").ok().as_deref(), Some("UTC"));
+        let err = time_zone("time_zone", "Mars/Olympus")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("time_zone: unknown time zone 'Mars/Olympus'"),
+            "{err}"
+        );
+        assert!(time_zone("time_zone", "").is_err());
+        assert!(time_zone("time_zone", "+02:00").is_err());
+    }
+
+    #[test]
+    fn limit_values_and_thresholds_are_range_checked_with_the_field_named() {
+        assert_eq!(limit_value("requests_per_minute", 1).ok(), Some(1));
+        let err = limit_value("requests_per_minute", 0)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("requests_per_minute: must be greater than 0"),
+            "{err}"
+        );
+        assert!(limit_value("tokens_per_day", -5).is_err());
+        assert_eq!(threshold_pct("soft_threshold_pct", 1).ok(), Some(1));
+        assert_eq!(threshold_pct("hard_threshold_pct", 1000).ok(), Some(1000));
+        let err = threshold_pct("hard_threshold_pct", 1001)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("hard_threshold_pct: must be between 1 and 1000"),
+            "{err}"
+        );
+        assert!(threshold_pct("soft_threshold_pct", 0).is_err());
+    }
 
     #[test]
     fn names_are_checked_with_the_field_in_the_error() {

@@ -12,6 +12,9 @@ pub mod store;
 
 use tollgate_proto::v1 as pb;
 
+pub mod policy;
+pub mod status;
+
 /// The level of the tenancy hierarchy a limit is attached to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ScopeKind {

@@ -2,7 +2,7 @@
 //! call. Values people type (prices, timestamps, model lists) are parsed and validated here,
 //! so a bad price is rejected before any request is sent.
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::{timestamp, usd};
 
@@ -94,6 +94,12 @@ pub enum Command {
         #[command(subcommand)]
         command: Option<EdgesCommand>,
     },
+    /// Rate limits, token quotas, budgets and concurrency caps per org, team, project, user or
+    /// key, enforced across all edges.
+    Limits {
+        #[command(subcommand)]
+        command: LimitsCommand,
+    },
     /// Spend and tokens per team, project, user, model or org, from the hourly rollups (the
     /// range is widened to whole UTC hours).
     Usage {
@@ -136,8 +142,20 @@ impl UsageGroupBy {
 
 #[derive(Subcommand)]
 pub enum OrgsCommand {
-    Create { name: String },
+    Create {
+        name: String,
+        /// IANA time zone of the org's calendar quotas and budgets (e.g. Europe/Berlin); UTC
+        /// when omitted.
+        #[arg(long, value_name = "ZONE")]
+        time_zone: Option<String>,
+    },
     List,
+    /// Move the org's hourly, daily and monthly quota and budget periods to another time zone.
+    SetTimeZone {
+        name: String,
+        /// IANA time zone, e.g. Europe/Berlin or UTC.
+        zone: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -280,6 +298,10 @@ pub enum ModelsCommand {
             value_parser = usd::parse_usd_micros
         )]
         cached_input_price: Option<i64>,
+        /// Output cap assumed when a request sets no max_tokens (limits and budgets reserve
+        /// prompt + this before the call); 4096 when omitted.
+        #[arg(long, value_name = "N")]
+        max_output_tokens: Option<u32>,
     },
     List,
     /// Start a new price version, now or at a later time; usage already recorded keeps its
@@ -315,6 +337,128 @@ pub enum ModelsCommand {
         /// omitted. Edges switch to it at that time on their own.
         #[arg(long, value_name = "RFC3339", value_parser = timestamp::parse_rfc3339_ms)]
         effective_from: Option<i64>,
+    },
+}
+
+/// Which org, team, project, user or key a limit belongs to:
+/// `--org NAME [--team NAME [--project NAME]]`, `--org NAME --user NAME` or `--key ID_OR_PREFIX`.
+/// The control plane checks the combination (the most specific level named decides).
+#[derive(Args, Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScopeArgs {
+    #[arg(long, value_name = "NAME")]
+    pub org: Option<String>,
+    #[arg(long, value_name = "NAME")]
+    pub team: Option<String>,
+    #[arg(long, value_name = "NAME")]
+    pub project: Option<String>,
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// A key's id or its unique display prefix (e.g. tg_1a2b3c4d).
+    #[arg(long, value_name = "ID_OR_PREFIX")]
+    pub key: Option<String>,
+}
+
+/// New values for `limits set`; only the flags given change. Values are passed to the control
+/// plane as typed, so it reports every invalid one with the field it belongs to.
+#[derive(Args, Debug, Clone, Default, PartialEq, Eq)]
+pub struct LimitValueArgs {
+    /// Requests per minute (sliding 60-second window).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub rpm: Option<i64>,
+    /// Tokens (input + output) per minute (sliding 60-second window).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub tpm: Option<i64>,
+    /// Tokens per calendar hour in the org's time zone.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub tokens_per_hour: Option<i64>,
+    /// Tokens per calendar day in the org's time zone.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub tokens_per_day: Option<i64>,
+    /// Tokens per calendar month in the org's time zone.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub tokens_per_month: Option<i64>,
+    /// Spend per calendar month in US dollars, e.g. 50 or 12.50 (stored exactly as
+    /// micro-dollars).
+    #[arg(
+        long,
+        value_name = "USD",
+        allow_negative_numbers = true,
+        value_parser = usd::parse_usd_micros
+    )]
+    pub budget_usd_month: Option<i64>,
+    /// Requests in flight at once.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub max_concurrent: Option<i64>,
+    /// Percent of each calendar limit (quotas, budget) at which an alert is recorded (default
+    /// 80).
+    #[arg(long, value_name = "P")]
+    pub soft_threshold_pct: Option<u32>,
+    /// Percent of each calendar limit from which requests are refused (default 100; above 100
+    /// allows overage).
+    #[arg(long, value_name = "P")]
+    pub hard_threshold_pct: Option<u32>,
+}
+
+/// Which limits `limits remove` drops; none given removes every limit of the scope.
+#[derive(Args, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LimitMetricArgs {
+    #[arg(long)]
+    pub rpm: bool,
+    #[arg(long)]
+    pub tpm: bool,
+    #[arg(long)]
+    pub tokens_per_hour: bool,
+    #[arg(long)]
+    pub tokens_per_day: bool,
+    #[arg(long)]
+    pub tokens_per_month: bool,
+    /// The monthly budget.
+    #[arg(long)]
+    pub budget: bool,
+    #[arg(long)]
+    pub max_concurrent: bool,
+}
+
+#[derive(Subcommand)]
+pub enum LimitsCommand {
+    /// Set limits of a scope; limits not named keep their values.
+    Set {
+        #[command(flatten)]
+        scope: ScopeArgs,
+        #[command(flatten)]
+        values: LimitValueArgs,
+    },
+    /// The limits of a scope.
+    Get {
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Every scope with limits.
+    List {
+        /// Only limits of this org.
+        #[arg(long, value_name = "NAME")]
+        org: Option<String>,
+    },
+    /// Remove the named limits of a scope, or all of them when none is named.
+    Remove {
+        #[command(flatten)]
+        scope: ScopeArgs,
+        #[command(flatten)]
+        metrics: LimitMetricArgs,
+    },
+    /// Current use of each limit of a scope across all edges.
+    Status {
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Quota and budget threshold alerts, newest first.
+    Alerts {
+        /// Only alerts of this org.
+        #[arg(long, value_name = "NAME")]
+        org: Option<String>,
+        /// At most this many (100 when omitted).
+        #[arg(long, value_name = "N")]
+        limit: Option<u32>,
     },
 }
 
@@ -471,6 +615,188 @@ mod tests {
         ] {
             assert!(Cli::try_parse_from(bad.clone()).is_err(), "{bad:?}");
         }
+    }
+
+    fn limits(args: &[&str]) -> Result<LimitsCommand, clap::Error> {
+        let argv = ["tollgatectl", "limits"].iter().chain(args).copied();
+        Cli::try_parse_from(argv).and_then(|cli| match cli.command {
+            Command::Limits { command } => Ok(command),
+            _ => Err(clap::Error::new(clap::error::ErrorKind::InvalidSubcommand)),
+        })
+    }
+
+    #[test]
+    fn limits_set_takes_a_scope_values_and_a_usd_budget() {
+        let parsed = limits(&[
+            "set",
+            "--org",
+            "acme",
+            "--team",
+            "platform",
+            "--rpm",
+            "600",
+            "--tpm",
+            "200000",
+            "--budget-usd-month",
+            "12.50",
+            "--max-concurrent",
+            "8",
+            "--soft-threshold-pct",
+            "75",
+            "--hard-threshold-pct",
+            "110",
+        ]);
+        let expected_scope = ScopeArgs {
+            org: Some("acme".to_owned()),
+            team: Some("platform".to_owned()),
+            ..ScopeArgs::default()
+        };
+        let expected_values = LimitValueArgs {
+            rpm: Some(600),
+            tpm: Some(200_000),
+            budget_usd_month: Some(12_500_000),
+            max_concurrent: Some(8),
+            soft_threshold_pct: Some(75),
+            hard_threshold_pct: Some(110),
+            ..LimitValueArgs::default()
+        };
+        assert!(
+            matches!(&parsed, Ok(LimitsCommand::Set { scope, values })
+                if *scope == expected_scope && *values == expected_values),
+            "{:?}",
+            parsed.err()
+        );
+    }
+
+    #[test]
+    fn limit_values_reach_the_control_plane_as_typed() {
+        // Zero and negative values are the control plane's to refuse, naming the field.
+        let parsed = limits(&[
+            "set",
+            "--key",
+            "tg_1a2b3c4d",
+            "--rpm",
+            "-1",
+            "--tokens-per-day",
+            "0",
+        ]);
+        assert!(matches!(
+            parsed,
+            Ok(LimitsCommand::Set { scope, values })
+                if scope.key.as_deref() == Some("tg_1a2b3c4d")
+                    && values.rpm == Some(-1)
+                    && values.tokens_per_day == Some(0)
+        ));
+    }
+
+    #[test]
+    fn usd_budgets_are_exact_and_bad_ones_rejected_at_the_command_line() {
+        for (usd, micros) in [("50", 50_000_000), ("0.10", 100_000), ("0.000001", 1)] {
+            let parsed = limits(&["set", "--org", "acme", "--budget-usd-month", usd]);
+            assert!(
+                matches!(&parsed, Ok(LimitsCommand::Set { values, .. })
+                    if values.budget_usd_month == Some(micros)),
+                "{usd}"
+            );
+        }
+        for (usd, reason) in [
+            ("-5", "must not be negative"),
+            ("1.0000001", "more than 6 decimal places"),
+            ("$5", "must be a decimal number"),
+        ] {
+            let parsed = limits(&["set", "--org", "acme", "--budget-usd-month", usd]);
+            assert!(
+                parsed
+                    .as_ref()
+                    .is_err_and(|err| err.to_string().contains(reason)),
+                "{usd}: {:?}",
+                parsed.err().map(|err| err.to_string())
+            );
+        }
+    }
+
+    #[test]
+    fn limits_remove_names_metrics_by_flag() {
+        let parsed = limits(&[
+            "remove", "--org", "acme", "--user", "alice", "--rpm", "--budget",
+        ]);
+        assert!(matches!(
+            parsed,
+            Ok(LimitsCommand::Remove { scope, metrics })
+                if scope.user.as_deref() == Some("alice")
+                    && metrics == LimitMetricArgs { rpm: true, budget: true, ..LimitMetricArgs::default() }
+        ));
+        let parsed = limits(&["remove", "--org", "acme"]);
+        assert!(matches!(
+            parsed,
+            Ok(LimitsCommand::Remove { metrics, .. }) if metrics == LimitMetricArgs::default()
+        ));
+    }
+
+    #[test]
+    fn limits_read_commands_parse() {
+        assert!(matches!(
+            limits(&["get", "--org", "acme", "--team", "platform", "--project", "web"]),
+            Ok(LimitsCommand::Get { scope }) if scope.project.as_deref() == Some("web")
+        ));
+        assert!(matches!(
+            limits(&["status", "--key", "0190d4b4-0000-7000-8000-000000000000"]),
+            Ok(LimitsCommand::Status { scope }) if scope.key.is_some()
+        ));
+        assert!(matches!(
+            limits(&["list", "--org", "acme"]),
+            Ok(LimitsCommand::List { org: Some(org) }) if org == "acme"
+        ));
+        assert!(matches!(
+            limits(&["alerts", "--limit", "5"]),
+            Ok(LimitsCommand::Alerts {
+                org: None,
+                limit: Some(5)
+            })
+        ));
+        assert!(limits(&["set", "--org", "acme", "--soft-threshold-pct", "-1"]).is_err());
+    }
+
+    #[test]
+    fn org_time_zones_and_model_output_caps_parse() {
+        let parsed = Cli::try_parse_from([
+            "tollgatectl",
+            "orgs",
+            "create",
+            "acme",
+            "--time-zone",
+            "Europe/Berlin",
+        ]);
+        assert!(matches!(
+            parsed.map(|cli| cli.command),
+            Ok(Command::Orgs { command: OrgsCommand::Create { name, time_zone: Some(zone) } })
+                if name == "acme" && zone == "Europe/Berlin"
+        ));
+        let parsed = Cli::try_parse_from(["tollgatectl", "orgs", "set-time-zone", "acme", "UTC"]);
+        assert!(matches!(
+            parsed.map(|cli| cli.command),
+            Ok(Command::Orgs { command: OrgsCommand::SetTimeZone { name, zone } })
+                if name == "acme" && zone == "UTC"
+        ));
+        let parsed = Cli::try_parse_from([
+            "tollgatectl",
+            "models",
+            "create",
+            "m",
+            "--provider",
+            "p",
+            "--max-output-tokens",
+            "8192",
+        ]);
+        assert!(matches!(
+            parsed.map(|cli| cli.command),
+            Ok(Command::Models {
+                command: ModelsCommand::Create {
+                    max_output_tokens: Some(8192),
+                    ..
+                }
+            })
+        ));
     }
 
     #[test]

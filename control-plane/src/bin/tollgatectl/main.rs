@@ -20,9 +20,11 @@ use tollgate_proto::v1::admin_service_client::AdminServiceClient;
 use tollgate_proto::v1::{
     CreateJoinTokenRequest, CreateModelRequest, CreateOrgRequest, CreateProjectRequest,
     CreateProviderRequest, CreateTeamRequest, CreateUserRequest, CreateVirtualKeyRequest,
-    ListEdgesRequest, ListModelsRequest, ListOrgsRequest, ListProjectsRequest,
-    ListProvidersRequest, ListTeamsRequest, ListUsersRequest, ListVirtualKeysRequest, MockSettings,
-    RevokeVirtualKeyRequest, SetModelPriceRequest, UsageReportRequest,
+    GetLimitsRequest, LimitMetric, LimitScopeRef, LimitStatusRequest, LimitValues,
+    ListEdgesRequest, ListLimitAlertsRequest, ListLimitsRequest, ListModelsRequest,
+    ListOrgsRequest, ListProjectsRequest, ListProvidersRequest, ListTeamsRequest, ListUsersRequest,
+    ListVirtualKeysRequest, MockSettings, RemoveLimitsRequest, RevokeVirtualKeyRequest,
+    SetLimitsRequest, SetModelPriceRequest, SetOrgTimeZoneRequest, UsageReportRequest,
 };
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
@@ -32,8 +34,9 @@ use tonic::transport::{Channel, Endpoint};
 use crate::timestamp::now_unix_ms;
 
 use crate::cli::{
-    Cli, Command, EdgesCommand, JoinTokensCommand, KeysCommand, ModelsCommand, OrgsCommand,
-    OutputFormat, ProjectsCommand, ProvidersCommand, TeamsCommand, UsageGroupBy, UsersCommand,
+    Cli, Command, EdgesCommand, JoinTokensCommand, KeysCommand, LimitMetricArgs, LimitsCommand,
+    ModelsCommand, OrgsCommand, OutputFormat, ProjectsCommand, ProvidersCommand, ScopeArgs,
+    TeamsCommand, UsageGroupBy, UsersCommand,
 };
 
 /// How long to wait for the TCP/HTTP2 connection to the control plane.
@@ -95,6 +98,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Edges { command } => {
             edges(client, format, command.unwrap_or(EdgesCommand::List)).await
         }
+        Command::Limits { command } => limits(client, format, command).await,
         Command::Usage {
             group_by,
             since,
@@ -128,20 +132,25 @@ async fn orgs(
     command: OrgsCommand,
 ) -> anyhow::Result<()> {
     match command {
-        OrgsCommand::Create { name } => {
-            let org = reply(
-                client
-                    .create_org(CreateOrgRequest {
-                        name,
-                        time_zone: String::new(), /* CONTRACT-PLACEHOLDER */
-                    })
-                    .await,
-            )?;
+        OrgsCommand::Create { name, time_zone } => {
+            let request = CreateOrgRequest {
+                name,
+                time_zone: time_zone.unwrap_or_default(),
+            };
+            let org = reply(client.create_org(request).await)?;
             emit(format, &org, |org| output::orgs(std::slice::from_ref(org)))
         }
         OrgsCommand::List => {
             let list = reply(client.list_orgs(ListOrgsRequest {}).await)?;
             emit(format, &list, |list| output::orgs(&list.orgs))
+        }
+        OrgsCommand::SetTimeZone { name, zone } => {
+            let request = SetOrgTimeZoneRequest {
+                org: name,
+                time_zone: zone,
+            };
+            let org = reply(client.set_org_time_zone(request).await)?;
+            emit(format, &org, |org| output::orgs(std::slice::from_ref(org)))
         }
     }
 }
@@ -340,6 +349,7 @@ async fn models(
             input_price,
             output_price,
             cached_input_price,
+            max_output_tokens,
         } => {
             let request = CreateModelRequest {
                 name,
@@ -348,7 +358,7 @@ async fn models(
                 input_price_micros_per_mtok: input_price,
                 output_price_micros_per_mtok: output_price,
                 cached_input_price_micros_per_mtok: cached_input_price,
-                max_output_tokens: 0, // CONTRACT-PLACEHOLDER
+                max_output_tokens: max_output_tokens.unwrap_or(0),
             };
             let model = reply(client.create_model(request).await)?;
             emit(format, &model, |model| {
@@ -408,6 +418,99 @@ async fn edges(
             emit(format, &list, output::edges)
         }
     }
+}
+
+async fn limits(
+    client: &mut AdminClient,
+    format: OutputFormat,
+    command: LimitsCommand,
+) -> anyhow::Result<()> {
+    match command {
+        LimitsCommand::Set { scope, values } => {
+            let request = SetLimitsRequest {
+                scope: Some(scope_ref(scope)),
+                values: Some(LimitValues {
+                    requests_per_minute: values.rpm,
+                    tokens_per_minute: values.tpm,
+                    tokens_per_hour: values.tokens_per_hour,
+                    tokens_per_day: values.tokens_per_day,
+                    tokens_per_month: values.tokens_per_month,
+                    budget_micros_per_month: values.budget_usd_month,
+                    max_concurrent_requests: values.max_concurrent,
+                }),
+                soft_threshold_pct: values.soft_threshold_pct,
+                hard_threshold_pct: values.hard_threshold_pct,
+            };
+            let policy = reply(client.set_limits(request).await)?;
+            emit(format, &policy, output::limit_policy)
+        }
+        LimitsCommand::Get { scope } => {
+            let request = GetLimitsRequest {
+                scope: Some(scope_ref(scope)),
+            };
+            let policy = reply(client.get_limits(request).await)?;
+            emit(format, &policy, output::limit_policy)
+        }
+        LimitsCommand::List { org } => {
+            let request = ListLimitsRequest {
+                org: org.unwrap_or_default(),
+            };
+            let list = reply(client.list_limits(request).await)?;
+            emit(format, &list, |list| output::limit_policies(&list.policies))
+        }
+        LimitsCommand::Remove { scope, metrics } => {
+            let request = RemoveLimitsRequest {
+                scope: Some(scope_ref(scope)),
+                metrics: metric_list(metrics)
+                    .into_iter()
+                    .map(|metric| metric as i32)
+                    .collect(),
+            };
+            let policy = reply(client.remove_limits(request).await)?;
+            emit(format, &policy, output::limit_policy)
+        }
+        LimitsCommand::Status { scope } => {
+            let request = LimitStatusRequest {
+                scope: Some(scope_ref(scope)),
+            };
+            let status = reply(client.limit_status(request).await)?;
+            emit(format, &status, output::limit_status)
+        }
+        LimitsCommand::Alerts { org, limit } => {
+            let request = ListLimitAlertsRequest {
+                org: org.unwrap_or_default(),
+                limit: limit.unwrap_or(0),
+            };
+            let list = reply(client.list_limit_alerts(request).await)?;
+            emit(format, &list, |list| output::limit_alerts(&list.alerts))
+        }
+    }
+}
+
+fn scope_ref(scope: ScopeArgs) -> LimitScopeRef {
+    LimitScopeRef {
+        org: scope.org.unwrap_or_default(),
+        team: scope.team.unwrap_or_default(),
+        project: scope.project.unwrap_or_default(),
+        user: scope.user.unwrap_or_default(),
+        key: scope.key.unwrap_or_default(),
+    }
+}
+
+/// The metrics named by `limits remove` flags, in the proto's order.
+fn metric_list(flags: LimitMetricArgs) -> Vec<LimitMetric> {
+    [
+        (flags.rpm, LimitMetric::RequestsPerMinute),
+        (flags.tpm, LimitMetric::TokensPerMinute),
+        (flags.tokens_per_hour, LimitMetric::TokensPerHour),
+        (flags.tokens_per_day, LimitMetric::TokensPerDay),
+        (flags.tokens_per_month, LimitMetric::TokensPerMonth),
+        (flags.budget, LimitMetric::BudgetMicrosPerMonth),
+        (flags.max_concurrent, LimitMetric::ConcurrentRequests),
+    ]
+    .into_iter()
+    .filter_map(|(named, metric)| named.then_some(metric))
+    .collect()
 }
 
 async fn usage(
@@ -481,6 +584,25 @@ fn code_name(code: tonic::Code) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remove_flags_become_proto_metrics() {
+        let flags = LimitMetricArgs {
+            rpm: true,
+            budget: true,
+            max_concurrent: true,
+            ..LimitMetricArgs::default()
+        };
+        assert_eq!(
+            metric_list(flags),
+            [
+                LimitMetric::RequestsPerMinute,
+                LimitMetric::BudgetMicrosPerMonth,
+                LimitMetric::ConcurrentRequests
+            ]
+        );
+        assert!(metric_list(LimitMetricArgs::default()).is_empty());
+    }
 
     #[test]
     fn status_codes_print_in_screaming_snake_case() {

@@ -1,9 +1,11 @@
 //! How each Admin API response reads as a table. JSON output needs nothing here: it is the serde
 //! serialization of the response message itself, so it always matches the proto contract.
 
+use tollgate_control_plane::limits::{Metric, Window};
 use tollgate_proto::v1::{
-    CreateJoinTokenResponse, CreateVirtualKeyResponse, Edge, ListEdgesResponse, Model, Org,
-    Project, Provider, ScheduledPrice, Team, UsageReportResponse, User, VirtualKey,
+    CreateJoinTokenResponse, CreateVirtualKeyResponse, Edge, LimitAlert, LimitMetric, LimitPolicy,
+    LimitScope, LimitScopeRef, LimitStatusResponse, ListEdgesResponse, Model, Org, Project,
+    Provider, ScheduledPrice, Team, UsageReportResponse, User, VirtualKey,
 };
 
 use crate::table::Table;
@@ -11,10 +13,11 @@ use crate::timestamp::{format_unix_ms, now_unix_ms};
 use crate::usd::{format_usd, format_usd_micros};
 
 pub fn orgs(orgs: &[Org]) -> String {
-    let mut table = Table::new(&["NAME", "ID", "CREATED"]);
+    let mut table = Table::new(&["NAME", "TIME ZONE", "ID", "CREATED"]);
     for org in orgs {
         table.row(vec![
             org.name.clone(),
+            org.time_zone.clone(),
             org.id.clone(),
             format_unix_ms(org.created_at_unix_ms),
         ]);
@@ -154,6 +157,7 @@ pub fn models(models: &[Model]) -> String {
         "PRICE VERSION",
         "PRICE SINCE",
         "SCHEDULED",
+        "MAX OUTPUT TOKENS",
         "ID",
         "CREATED",
     ]);
@@ -186,6 +190,7 @@ pub fn models(models: &[Model]) -> String {
             price_version,
             format_unix_ms(model.price_effective_from_unix_ms),
             scheduled,
+            model.max_output_tokens.to_string(),
             model.id.clone(),
             format_unix_ms(model.created_at_unix_ms),
         ]);
@@ -333,6 +338,195 @@ fn last_nack(edge: &Edge) -> String {
     )
 }
 
+/// "team acme/platform", "user acme/alice", "key tg_1a2b3c4d (acme/platform/web)".
+fn scope_label(kind: i32, scope: Option<&LimitScopeRef>) -> String {
+    let default = LimitScopeRef::default();
+    let scope = scope.unwrap_or(&default);
+    let path = |parts: &[&str]| {
+        parts
+            .iter()
+            .filter(|part| !part.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join("/")
+    };
+    match LimitScope::try_from(kind) {
+        Ok(LimitScope::Org) => format!("org {}", scope.org),
+        Ok(LimitScope::Team) => format!("team {}", path(&[&scope.org, &scope.team])),
+        Ok(LimitScope::Project) => format!(
+            "project {}",
+            path(&[&scope.org, &scope.team, &scope.project])
+        ),
+        Ok(LimitScope::User) => format!("user {}", path(&[&scope.org, &scope.user])),
+        Ok(LimitScope::Key) => format!(
+            "key {} ({})",
+            scope.key,
+            path(&[&scope.org, &scope.team, &scope.project])
+        ),
+        Ok(LimitScope::Unspecified) | Err(_) => format!("scope kind {kind}"),
+    }
+}
+
+fn metric(wire: i32) -> Option<Metric> {
+    LimitMetric::try_from(wire)
+        .ok()
+        .and_then(|metric| Metric::try_from(metric).ok())
+}
+
+fn metric_name(wire: i32) -> String {
+    metric(wire).map_or_else(|| format!("metric {wire}"), |m| m.as_str().to_owned())
+}
+
+/// A limit's amount in its unit: budgets in USD, everything else as a count.
+fn amount(wire: i32, value: i64) -> String {
+    match metric(wire) {
+        Some(Metric::BudgetMicrosPerMonth) => format!("{} USD", format_usd(value)),
+        _ => value.to_string(),
+    }
+}
+
+fn is_calendar(wire: i32) -> bool {
+    metric(wire).is_some_and(|metric| matches!(metric.window(), Window::Calendar(_)))
+}
+
+/// A scope's limits. Thresholds only apply to calendar limits (quotas, budgets).
+pub fn limit_policy(policy: &LimitPolicy) -> String {
+    let mut table = Table::new(&["METRIC", "LIMIT", "ENFORCED", "SOFT %", "HARD %", "UPDATED"]);
+    for limit in &policy.limits {
+        let (soft, hard, enforced) = match metric(limit.metric) {
+            Some(m) if is_calendar(limit.metric) => (
+                limit.soft_threshold_pct.to_string(),
+                limit.hard_threshold_pct.to_string(),
+                m.enforced_limit(limit.limit, limit.hard_threshold_pct),
+            ),
+            _ => ("-".to_owned(), "-".to_owned(), limit.limit),
+        };
+        table.row(vec![
+            metric_name(limit.metric),
+            amount(limit.metric, limit.limit),
+            amount(limit.metric, enforced),
+            soft,
+            hard,
+            format_unix_ms(limit.updated_at_unix_ms),
+        ]);
+    }
+    let label = scope_label(policy.scope_kind, policy.scope.as_ref());
+    if policy.limits.is_empty() {
+        return format!("{label}: no limits\n");
+    }
+    format!("{label}\n{}", table.render())
+}
+
+/// Every scope with limits, one row per limit.
+pub fn limit_policies(policies: &[LimitPolicy]) -> String {
+    let mut table = Table::new(&["SCOPE", "METRIC", "LIMIT", "SOFT %", "HARD %", "UPDATED"]);
+    for policy in policies {
+        let label = scope_label(policy.scope_kind, policy.scope.as_ref());
+        for limit in &policy.limits {
+            let (soft, hard) = if is_calendar(limit.metric) {
+                (
+                    limit.soft_threshold_pct.to_string(),
+                    limit.hard_threshold_pct.to_string(),
+                )
+            } else {
+                ("-".to_owned(), "-".to_owned())
+            };
+            table.row(vec![
+                label.clone(),
+                metric_name(limit.metric),
+                amount(limit.metric, limit.limit),
+                soft,
+                hard,
+                format_unix_ms(limit.updated_at_unix_ms),
+            ]);
+        }
+    }
+    table.render()
+}
+
+/// Current use of a scope's limits across all edges.
+pub fn limit_status(status: &LimitStatusResponse) -> String {
+    let mut table = Table::new(&[
+        "METRIC",
+        "LIMIT",
+        "ENFORCED",
+        "CONSUMED",
+        "LEASED",
+        "REMAINING",
+        "PERIOD",
+        "RESETS",
+        "EDGES",
+    ]);
+    for limit_use in &status.uses {
+        let (period, resets) = match metric(limit_use.metric).map(Metric::window) {
+            Some(Window::Calendar(_)) => (
+                format_unix_ms(limit_use.period_start_unix_ms),
+                format_unix_ms(limit_use.period_end_unix_ms),
+            ),
+            Some(Window::SlidingMinute) => ("sliding 60s".to_owned(), "-".to_owned()),
+            Some(Window::Concurrent) => ("in flight".to_owned(), "-".to_owned()),
+            None => ("-".to_owned(), "-".to_owned()),
+        };
+        let wire = limit_use.metric;
+        table.row(vec![
+            metric_name(wire),
+            amount(wire, limit_use.limit),
+            amount(wire, limit_use.enforced_limit),
+            amount(wire, limit_use.consumed),
+            amount(wire, limit_use.leased),
+            amount(wire, limit_use.remaining),
+            period,
+            resets,
+            limit_use.edges.to_string(),
+        ]);
+    }
+    let label = status.policy.as_ref().map_or_else(String::new, |policy| {
+        scope_label(policy.scope_kind, policy.scope.as_ref())
+    });
+    if status.uses.is_empty() {
+        return format!("{label}: no limits\n");
+    }
+    format!("{label}\n{}", table.render())
+}
+
+/// Threshold alerts, newest first as the control plane returns them.
+pub fn limit_alerts(alerts: &[LimitAlert]) -> String {
+    let mut table = Table::new(&[
+        "CREATED",
+        "SCOPE",
+        "METRIC",
+        "KIND",
+        "THRESHOLD %",
+        "USED",
+        "LIMIT",
+        "PERIOD",
+        "WEBHOOK",
+    ]);
+    for alert in alerts {
+        let delivered = if alert.webhook_delivered_at_unix_ms == 0 {
+            "-".to_owned()
+        } else {
+            format_unix_ms(alert.webhook_delivered_at_unix_ms)
+        };
+        table.row(vec![
+            format_unix_ms(alert.created_at_unix_ms),
+            scope_label(alert.scope_kind, alert.scope.as_ref()),
+            metric_name(alert.metric),
+            alert.kind.clone(),
+            alert.threshold_pct.to_string(),
+            amount(alert.metric, alert.used),
+            amount(alert.metric, alert.limit),
+            format!(
+                "{} to {}",
+                format_unix_ms(alert.period_start_unix_ms),
+                format_unix_ms(alert.period_end_unix_ms)
+            ),
+            delivered,
+        ]);
+    }
+    table.render()
+}
+
 fn key_status(key: &VirtualKey, now_ms: i64) -> &'static str {
     if key.revoked_at_unix_ms != 0 {
         "revoked"
@@ -440,6 +634,116 @@ mod tests {
             "{text}"
         );
         assert!(lines[5].starts_with("note: 1 request(s)"), "{text}");
+    }
+
+    #[test]
+    fn limit_status_shows_use_per_metric_with_budgets_in_usd() {
+        use tollgate_proto::v1::LimitUse;
+        let status = LimitStatusResponse {
+            policy: Some(LimitPolicy {
+                scope: Some(LimitScopeRef {
+                    org: "acme".to_owned(),
+                    team: "platform".to_owned(),
+                    ..LimitScopeRef::default()
+                }),
+                scope_kind: LimitScope::Team as i32,
+                ..LimitPolicy::default()
+            }),
+            uses: vec![
+                LimitUse {
+                    metric: LimitMetric::RequestsPerMinute as i32,
+                    limit: 600,
+                    enforced_limit: 600,
+                    consumed: 10,
+                    leased: 40,
+                    remaining: 550,
+                    edges: 2,
+                    ..LimitUse::default()
+                },
+                LimitUse {
+                    metric: LimitMetric::BudgetMicrosPerMonth as i32,
+                    limit: 50_000_000,
+                    enforced_limit: 45_000_000,
+                    consumed: 1_250_000,
+                    leased: 0,
+                    remaining: 43_750_000,
+                    period_start_unix_ms: 1_801_353_600_000,
+                    period_end_unix_ms: 1_801_440_000_000,
+                    edges: 0,
+                },
+            ],
+        };
+        let text = limit_status(&status);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "team acme/platform");
+        assert!(
+            lines[1].starts_with("METRIC") && lines[1].contains("REMAINING"),
+            "{text}"
+        );
+        assert!(
+            lines[2].starts_with("requests_per_minute") && lines[2].contains("sliding 60s"),
+            "{text}"
+        );
+        assert!(
+            lines[3].contains("50.00 USD")
+                && lines[3].contains("45.00 USD")
+                && lines[3].contains("1.25 USD")
+                && lines[3].contains("43.75 USD")
+                && lines[3].contains("2027-01-31T00:00:00Z")
+                && lines[3].contains("2027-02-01T00:00:00Z"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn policies_name_their_scope_and_show_thresholds_only_for_calendar_limits() {
+        use tollgate_proto::v1::Limit;
+        let policy = LimitPolicy {
+            scope: Some(LimitScopeRef {
+                org: "acme".to_owned(),
+                team: "platform".to_owned(),
+                project: "web".to_owned(),
+                key: "tg_1a2b3c4d".to_owned(),
+                ..LimitScopeRef::default()
+            }),
+            scope_kind: LimitScope::Key as i32,
+            scope_id: "k1".to_owned(),
+            limits: vec![
+                Limit {
+                    metric: LimitMetric::ConcurrentRequests as i32,
+                    limit: 4,
+                    soft_threshold_pct: 80,
+                    hard_threshold_pct: 100,
+                    updated_at_unix_ms: 1_801_353_600_000,
+                },
+                Limit {
+                    metric: LimitMetric::TokensPerDay as i32,
+                    limit: 1_000,
+                    soft_threshold_pct: 70,
+                    hard_threshold_pct: 120,
+                    updated_at_unix_ms: 1_801_353_600_000,
+                },
+            ],
+        };
+        let text = limit_policy(&policy);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "key tg_1a2b3c4d (acme/platform/web)");
+        assert!(
+            lines[2].starts_with("concurrent_requests") && lines[2].contains(" - "),
+            "{text}"
+        );
+        assert!(
+            lines[3].contains(" 1200 ") && lines[3].contains(" 70 "),
+            "{text}"
+        );
+        let empty = LimitPolicy {
+            limits: Vec::new(),
+            ..policy
+        };
+        assert_eq!(
+            limit_policy(&empty),
+            "key tg_1a2b3c4d (acme/platform/web): no limits\n"
+        );
     }
 
     #[test]
