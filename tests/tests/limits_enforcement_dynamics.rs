@@ -158,10 +158,10 @@ async fn lowered_limit_applies_within_two_seconds() {
     let outcomes = futures::future::join_all(clients.iter().map(|client| async move {
         let mut admitted_meanwhile = 0_usize;
         let remaining = APPLY_WITHIN.saturating_sub(lowered_at.elapsed());
-        let refusal: HttpReply = eventually(remaining, async || {
+        let (refusal, after): (HttpReply, Duration) = eventually(remaining, async || {
             let reply = client.chat(Some(key_text), body_ref).await?;
             match reply.status {
-                429 => Ok(reply),
+                429 => Ok((reply, lowered_at.elapsed())),
                 200 => {
                     admitted_meanwhile += 1;
                     Err(anyhow::anyhow!("still admitted under the old limit"))
@@ -170,7 +170,7 @@ async fn lowered_limit_applies_within_two_seconds() {
             }
         })
         .await;
-        (refusal, lowered_at.elapsed(), admitted_meanwhile)
+        (refusal, after, admitted_meanwhile)
     }))
     .await;
     for (edge, (refusal, after, admitted_meanwhile)) in outcomes.iter().enumerate() {
