@@ -12,6 +12,8 @@ use uuid::Uuid;
 use crate::STARTUP_TIMEOUT;
 use crate::db::TestDb;
 use crate::eventually::eventually;
+use crate::gateway_client::http_client;
+use crate::metrics::Metrics;
 use crate::ports::{accepts_connections, free_port};
 use crate::process::{CommandOutput, ManagedProcess, base_command, binary_path, run_to_completion};
 
@@ -82,6 +84,8 @@ pub struct ControlPlane {
     admin_token: String,
     master_key_hex: String,
     database_url: String,
+    /// The whole `tollgate-cp serve ...` argument list.
+    serve_args: Vec<String>,
     // Declared after `process`, so logs still exist when the process prints them on drop.
     _work_dir: TempDir,
 }
@@ -90,47 +94,22 @@ impl ControlPlane {
     /// Migrates `db`, starts `tollgate-cp serve` on a free port and waits until it accepts
     /// connections.
     pub async fn start(db: &TestDb) -> ControlPlane {
-        let work_dir = tempfile::Builder::new()
-            .prefix("tollgate-e2e-cp-")
-            .tempdir()
-            .expect("create a temp dir for control plane logs");
+        ControlPlane::start_with_args(db, &[]).await
+    }
+
+    /// Like [`ControlPlane::start`], passing `extra_args` to `tollgate-cp serve` (e.g.
+    /// `["--lease-ttl-ms", "2000", "--metrics-listen", "127.0.0.1:PORT"]`).
+    pub async fn start_with_args(db: &TestDb, extra_args: &[&str]) -> ControlPlane {
         let admin_token = format!("e2e-admin-{}", Uuid::new_v4().simple());
         // 32 random bytes as 64 hex characters.
         let master_key_hex = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
-        let database_url = db.url().to_owned();
-
-        let args: Vec<OsString> = [
-            "serve",
-            "--database-url",
-            database_url.as_str(),
-            "--listen",
-            listen.as_str(),
-        ]
-        .into_iter()
-        .map(OsString::from)
-        .collect();
-        let process = ManagedProcess::new(
+        let mut control_plane = ControlPlane::prepare(
             "tollgate-cp",
-            binary_path("tollgate-cp"),
-            args,
-            vec![
-                ("TOLLGATE_ADMIN_TOKEN".to_owned(), admin_token.clone()),
-                ("TOLLGATE_MASTER_KEY".to_owned(), master_key_hex.clone()),
-                ("DATABASE_URL".to_owned(), database_url.clone()),
-            ],
-            work_dir.path(),
-        );
-        let mut control_plane = ControlPlane {
-            process,
-            port,
+            db.url().to_owned(),
             admin_token,
             master_key_hex,
-            database_url,
-            _work_dir: work_dir,
-        };
-
+            extra_args,
+        );
         let migrate = control_plane.cp_command(&["migrate"]).await;
         assert!(
             migrate.success(),
@@ -141,6 +120,68 @@ impl ControlPlane {
         );
         control_plane.launch().await;
         control_plane
+    }
+
+    /// A second replica of this control plane: the same database (already migrated), admin
+    /// token and master key, on its own port, with `extra_args` for `tollgate-cp serve`.
+    /// Edges and `tollgatectl` may use either replica.
+    pub async fn start_replica(&self, extra_args: &[&str]) -> ControlPlane {
+        let mut replica = ControlPlane::prepare(
+            "tollgate-cp-replica",
+            self.database_url.clone(),
+            self.admin_token.clone(),
+            self.master_key_hex.clone(),
+            extra_args,
+        );
+        replica.launch().await;
+        replica
+    }
+
+    /// Describes a `tollgate-cp serve` on a free port; nothing runs yet.
+    fn prepare(
+        label: &str,
+        database_url: String,
+        admin_token: String,
+        master_key_hex: String,
+        extra_args: &[&str],
+    ) -> ControlPlane {
+        let work_dir = tempfile::Builder::new()
+            .prefix("tollgate-e2e-cp-")
+            .tempdir()
+            .expect("create a temp dir for control plane logs");
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut args: Vec<String> = [
+            "serve",
+            "--database-url",
+            database_url.as_str(),
+            "--listen",
+            listen.as_str(),
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+        args.extend(extra_args.iter().map(|arg| (*arg).to_owned()));
+        let process = ManagedProcess::new(
+            label,
+            binary_path("tollgate-cp"),
+            args.iter().map(OsString::from).collect(),
+            vec![
+                ("TOLLGATE_ADMIN_TOKEN".to_owned(), admin_token.clone()),
+                ("TOLLGATE_MASTER_KEY".to_owned(), master_key_hex.clone()),
+                ("DATABASE_URL".to_owned(), database_url.clone()),
+            ],
+            work_dir.path(),
+        );
+        ControlPlane {
+            process,
+            port,
+            admin_token,
+            master_key_hex,
+            database_url,
+            serve_args: args,
+            _work_dir: work_dir,
+        }
     }
 
     /// Base URL for `--control-plane`: `http://127.0.0.1:PORT`.
@@ -154,6 +195,23 @@ impl ControlPlane {
 
     pub fn admin_token(&self) -> &str {
         &self.admin_token
+    }
+
+    /// `http://ADDR/metrics` when the plane was started with `--metrics-listen ADDR`.
+    pub fn metrics_url(&self) -> Option<String> {
+        self.serve_args
+            .iter()
+            .position(|arg| arg == "--metrics-listen")
+            .and_then(|index| self.serve_args.get(index + 1))
+            .map(|addr| format!("http://{addr}/metrics"))
+    }
+
+    /// Scrapes the plane's Prometheus endpoint (needs `--metrics-listen`).
+    pub async fn metrics(&self) -> anyhow::Result<Metrics> {
+        let url = self
+            .metrics_url()
+            .ok_or_else(|| anyhow::anyhow!("the control plane runs without --metrics-listen"))?;
+        Metrics::scrape(&http_client(), &url).await
     }
 
     /// Kills the control plane. Edges lose their config stream; the database stays.

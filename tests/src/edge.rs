@@ -10,6 +10,7 @@ use uuid::Uuid;
 use crate::control_plane::ControlPlane;
 use crate::eventually::eventually;
 use crate::gateway_client::{GatewayClient, http_client};
+use crate::metrics::Metrics;
 use crate::ports::free_port;
 use crate::process::{ManagedProcess, binary_path};
 use crate::{PROPAGATION_TIMEOUT, STARTUP_TIMEOUT};
@@ -189,6 +190,11 @@ impl Edge {
     /// A client for this edge's HTTP API (a fresh connection pool).
     pub fn client(&self) -> GatewayClient {
         GatewayClient::new(&self.base_url())
+    }
+
+    /// GET /metrics, parsed (the edge's Prometheus endpoint).
+    pub async fn metrics(&self) -> anyhow::Result<Metrics> {
+        Metrics::scrape(&self.http, &self.url("/metrics")).await
     }
 
     /// Status of GET /readyz.

@@ -477,6 +477,23 @@ impl GatewayClient {
         })
     }
 
+    /// POST /v1/chat/completions and return once the status and headers are in, leaving the
+    /// body to be read event by event. Dropping the result hangs up, as a client that goes
+    /// away mid-stream does.
+    pub async fn open_chat_stream(
+        &self,
+        key: Option<&str>,
+        body: &Value,
+    ) -> anyhow::Result<OpenStream> {
+        let response = self.chat_request(key, body.to_string()).send().await?;
+        Ok(OpenStream {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            response,
+            pending: Vec::new(),
+        })
+    }
+
     fn chat_request(&self, key: Option<&str>, body: String) -> reqwest::RequestBuilder {
         let mut request = self
             .http
@@ -487,6 +504,67 @@ impl GatewayClient {
             request = request.bearer_auth(key);
         }
         request
+    }
+}
+
+/// A chat response whose body is still arriving (see [`GatewayClient::open_chat_stream`]).
+#[derive(Debug)]
+pub struct OpenStream {
+    pub status: u16,
+    pub headers: HeaderMap,
+    response: reqwest::Response,
+    /// Body bytes received but not yet returned as an event.
+    pending: Vec<u8>,
+}
+
+impl OpenStream {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
+
+    /// The `data:` payload of the next server-sent event; `None` once the body has ended.
+    pub async fn next_event(&mut self) -> anyhow::Result<Option<String>> {
+        loop {
+            if let Some((end, separator)) = event_end(&self.pending) {
+                let event: Vec<u8> = self.pending.drain(..end + separator).collect();
+                if let Some(data) = sse_data_events(&String::from_utf8_lossy(&event))
+                    .into_iter()
+                    .next()
+                {
+                    return Ok(Some(data));
+                }
+                continue;
+            }
+            match self.response.chunk().await? {
+                Some(chunk) => self.pending.extend_from_slice(&chunk),
+                None => {
+                    let rest = std::mem::take(&mut self.pending);
+                    return Ok(sse_data_events(&String::from_utf8_lossy(&rest))
+                        .into_iter()
+                        .next());
+                }
+            }
+        }
+    }
+
+    /// The rest of the body as text (for a response that is not a stream, e.g. an error).
+    pub async fn text(self) -> anyhow::Result<String> {
+        let rest = self.response.bytes().await?;
+        let mut body = self.pending;
+        body.extend_from_slice(&rest);
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+}
+
+/// Where the first complete SSE event in `bytes` ends, and the separator's length.
+fn event_end(bytes: &[u8]) -> Option<(usize, usize)> {
+    let lf = bytes.windows(2).position(|window| window == b"\n\n");
+    let crlf = bytes.windows(4).position(|window| window == b"\r\n\r\n");
+    match (lf, crlf) {
+        (Some(lf), Some(crlf)) if crlf < lf => Some((crlf, 4)),
+        (Some(lf), _) => Some((lf, 2)),
+        (None, Some(crlf)) => Some((crlf, 4)),
+        (None, None) => None,
     }
 }
 

@@ -23,9 +23,13 @@ pub mod edge;
 pub mod eventually;
 pub mod fake_provider;
 pub mod gateway_client;
+pub mod limits;
+pub mod load;
+pub mod metrics;
 pub mod ports;
 pub mod process;
 pub mod stack;
+pub mod webhook;
 
 pub use control_plane::{ControlPlane, CreatedKey, CtlOutput, EdgeList, EdgeStatus, SeedDemo};
 pub use db::TestDb;
@@ -36,11 +40,18 @@ pub use fake_provider::{
     RecordedRequest,
 };
 pub use gateway_client::{
-    GatewayClient, HttpReply, SseReply, TokenUsage, assert_chat_completion, assert_chat_stream,
-    chat_body, http_client,
+    GatewayClient, HttpReply, OpenStream, SseReply, TokenUsage, assert_chat_completion,
+    assert_chat_stream, chat_body, http_client,
 };
+pub use limits::{
+    LimitScope, LimitStack, LimitStatus, LimitUse, RateLimitHeaders, StackLayout, Tenant,
+    assert_limit_rejection,
+};
+pub use load::{LoadPlan, LoadReply, LoadReport, run_load};
+pub use metrics::Metrics;
 pub use ports::free_port;
 pub use stack::{FAKE_API_KEY, FAKE_UPSTREAM_MODEL, Stack};
+pub use webhook::{ReceivedWebhook, WebhookReceiver};
 
 use std::time::Duration;
 

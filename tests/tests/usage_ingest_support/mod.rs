@@ -47,7 +47,13 @@ impl World {
         let a = "test";
         for org in ["acme", "globex"] {
             admin
-                .create_org(a, pb::CreateOrgRequest { name: org.into() })
+                .create_org(
+                    a,
+                    pb::CreateOrgRequest {
+                        name: org.into(),
+                        time_zone: String::new(),
+                    },
+                )
                 .await
                 .unwrap();
         }
