@@ -4,10 +4,10 @@
 //! Read-only: it never creates counters or charges expired leases; those are the lease
 //! service's writes.
 
+use super::period;
 use super::policy::{self, ConfiguredLimit, LimitFilter};
 use super::{CalendarUnit, Metric, ScopeKind, Window};
 use chrono::{DateTime, Utc};
-use jiff::ToSpan;
 use sqlx::PgPool;
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -67,10 +67,6 @@ pub async fn scope_status(
         .fetch_optional(&mut *tx)
         .await?
         .unwrap_or_else(|| "UTC".to_owned());
-    let zone = jiff::tz::TimeZone::get(&time_zone).unwrap_or_else(|_| {
-        tracing::warn!(%time_zone, %org_id, "org has an unknown time zone; using UTC");
-        jiff::tz::TimeZone::UTC
-    });
 
     let metrics: Vec<String> = limits
         .iter()
@@ -147,7 +143,7 @@ pub async fn scope_status(
                     }),
                 },
             };
-            limit_use(limit, &figures, &zone, now)
+            limit_use(limit, &figures, &time_zone, now)
         })
         .collect();
     Ok(ScopeStatus { limits, uses })
@@ -174,7 +170,7 @@ struct CounterFigures {
 fn limit_use(
     limit: &ConfiguredLimit,
     figures: &CounterFigures,
-    zone: &jiff::tz::TimeZone,
+    time_zone: &str,
     now: DateTime<Utc>,
 ) -> LimitUse {
     let enforced_limit = limit.enforced_limit();
@@ -183,7 +179,7 @@ fn limit_use(
         Window::Calendar(unit) => (
             figures.calendar_consumed,
             figures.leases.outstanding,
-            figures.period.or_else(|| calendar_period(unit, zone, now)),
+            figures.period.or_else(|| calendar_period(unit, time_zone, now)),
         ),
         Window::Concurrent => (0, figures.leases.granted, None),
     };
@@ -203,42 +199,16 @@ fn limit_use(
     }
 }
 
-/// The calendar period holding `now` in `zone`, for a limit no edge has used yet (so no counter
-/// row says it). Hours, days and months start at the zone's local boundaries.
-fn calendar_period(
-    unit: CalendarUnit,
-    zone: &jiff::tz::TimeZone,
-    now: DateTime<Utc>,
-) -> Option<Period> {
-    let local = jiff::Timestamp::from_millisecond(now.timestamp_millis())
-        .ok()?
-        .to_zoned(zone.clone());
-    let (start, end) = match unit {
-        CalendarUnit::Hour => {
-            let start = local
-                .round(
-                    jiff::ZonedRound::new()
-                        .smallest(jiff::Unit::Hour)
-                        .mode(jiff::RoundMode::Trunc),
-                )
-                .ok()?;
-            let end = start.checked_add(1.hour()).ok()?;
-            (start, end)
-        }
-        CalendarUnit::Day => {
-            let start = local.start_of_day().ok()?;
-            let end = start.checked_add(1.day()).ok()?.start_of_day().ok()?;
-            (start, end)
-        }
-        CalendarUnit::Month => {
-            let start = local.first_of_month().ok()?.start_of_day().ok()?;
-            let end = start.checked_add(1.month()).ok()?.start_of_day().ok()?;
-            (start, end)
-        }
-    };
+/// The calendar period holding `now` in the org's zone, for a limit no edge has used yet (so no
+/// counter row says it); the same computation the lease service uses to create counters.
+fn calendar_period(unit: CalendarUnit, time_zone: &str, now: DateTime<Utc>) -> Option<Period> {
+    let now = jiff::Timestamp::from_millisecond(now.timestamp_millis()).ok()?;
+    let period = period::current_period(unit, time_zone, now)
+        .inspect_err(|err| tracing::warn!(error = %err, "cannot compute a calendar period"))
+        .ok()?;
     Some(Period {
-        start: DateTime::<Utc>::from_timestamp_millis(start.timestamp().as_millisecond())?,
-        end: DateTime::<Utc>::from_timestamp_millis(end.timestamp().as_millisecond())?,
+        start: DateTime::<Utc>::from_timestamp_millis(period.start.as_millisecond())?,
+        end: DateTime::<Utc>::from_timestamp_millis(period.end.as_millisecond())?,
     })
 }
 
@@ -270,32 +240,9 @@ mod tests {
     }
 
     #[test]
-    fn calendar_periods_follow_the_org_time_zone() {
-        let berlin = jiff::tz::TimeZone::get("Europe/Berlin").unwrap();
-        let now = at("2026-11-30T23:30:00Z"); // 00:30 on 1 December in Berlin
-        let month = calendar_period(CalendarUnit::Month, &berlin, now).unwrap();
-        assert_eq!(month.start, at("2026-11-30T23:00:00Z"));
-        assert_eq!(month.end, at("2026-12-31T23:00:00Z"));
-        let day = calendar_period(CalendarUnit::Day, &berlin, now).unwrap();
-        assert_eq!(day.start, at("2026-11-30T23:00:00Z"));
-        assert_eq!(day.end, at("2026-12-01T23:00:00Z"));
-        let hour = calendar_period(CalendarUnit::Hour, &jiff::tz::TimeZone::UTC, now).unwrap();
-        assert_eq!(hour.start, at("2026-11-30T23:00:00Z"));
-        assert_eq!(hour.end, at("2026-12-01T00:00:00Z"));
-    }
-
-    #[test]
-    fn a_day_across_a_dst_change_is_23_hours() {
-        let berlin = jiff::tz::TimeZone::get("Europe/Berlin").unwrap();
-        let day = calendar_period(CalendarUnit::Day, &berlin, at("2027-03-28T12:00:00Z")).unwrap();
-        assert_eq!(day.start, at("2027-03-27T23:00:00Z"));
-        assert_eq!(day.end, at("2027-03-28T22:00:00Z"));
-    }
-
-    #[test]
     fn remaining_subtracts_consumption_and_outstanding_leases_from_the_enforced_limit() {
         let now = at("2026-11-15T12:00:00Z");
-        let utc = jiff::tz::TimeZone::UTC;
+        let utc = "UTC";
         let figures = CounterFigures {
             calendar_consumed: 500,
             window_units: 40,
@@ -309,7 +256,7 @@ mod tests {
         let budget = limit_use(
             &configured(Metric::BudgetMicrosPerMonth, 1_000, 90),
             &figures,
-            &utc,
+            utc,
             now,
         );
         assert_eq!(
@@ -330,7 +277,7 @@ mod tests {
         let rpm = limit_use(
             &configured(Metric::RequestsPerMinute, 120, 100),
             &figures,
-            &utc,
+            utc,
             now,
         );
         assert_eq!((rpm.consumed, rpm.leased, rpm.remaining), (40, 100, 0));
@@ -339,7 +286,7 @@ mod tests {
         let slots = limit_use(
             &configured(Metric::ConcurrentRequests, 10, 100),
             &figures,
-            &utc,
+            utc,
             now,
         );
         assert_eq!((slots.consumed, slots.leased, slots.remaining), (0, 3, 7));
