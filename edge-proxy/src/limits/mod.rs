@@ -73,7 +73,8 @@ impl Limiter {
                 leasing,
                 known_edges: AtomicU32::new(1),
                 lease_ttl_ms: AtomicI64::new(DEFAULT_LEASE_TTL_MS),
-                plane_reachable: AtomicBool::new(false),
+                // Optimistic until a call fails, so the first requests wait for the first grant.
+                plane_reachable: AtomicBool::new(true),
                 urgent: Notify::new(),
                 calls_started: AtomicU64::new(0),
                 calls_done: watch::Sender::new(0),
