@@ -212,3 +212,6 @@ fn grant_from_wire(grant: &pb::LeaseGrant) -> Grant {
         reset_ms: grant.reset_ms,
     }
 }
+
+#[cfg(test)]
+mod tests;
