@@ -90,3 +90,6 @@ async fn request_id(mut request: Request, next: Next) -> Response {
     }
     response
 }
+
+#[cfg(test)]
+mod tests;
