@@ -585,7 +585,8 @@ pub(crate) mod tests {
 
     #[test]
     fn bad_limits_fail_the_whole_snapshot() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut pb::SnapshotLimit)>)> = vec![
+        type Mutation = Box<dyn Fn(&mut pb::SnapshotLimit)>;
+        let cases: Vec<(&str, Mutation)> = vec![
             ("limit must be > 0", Box::new(|l| l.limit = 0)),
             (
                 "scope is missing",

@@ -123,11 +123,9 @@ async fn requests_over_a_team_rpm_limit_get_429_with_retry_after_and_rate_header
         })
         .collect();
     assert_eq!(statuses[2], ("rejected".to_owned(), 429));
-    assert!(
-        edge.metrics.encode().contains(
-            r#"tollgate_limit_rejections_total{scope="team",metric="requests_per_minute"} 1"#
-        )
-    );
+    assert!(edge.metrics.encode().contains(
+        r#"tollgate_limit_rejections_total{scope="team",metric="requests_per_minute"} 1"#
+    ));
 }
 
 #[tokio::test]
@@ -151,7 +149,10 @@ async fn a_token_quota_reserves_the_worst_case_and_settles_to_actual_use() {
     greedy["n"] = 4.into();
     let refused = chat(&edge.url, greedy).await;
     assert_eq!(refused.status(), 429);
-    assert_eq!(refused.headers()["x-tollgate-limit-metric"], "tokens_per_day");
+    assert_eq!(
+        refused.headers()["x-tollgate-limit-metric"],
+        "tokens_per_day"
+    );
     let body: serde_json::Value = refused.json().await.unwrap();
     assert_eq!(body["error"]["type"], "insufficient_quota");
     assert_eq!(body["error"]["code"], "insufficient_quota");

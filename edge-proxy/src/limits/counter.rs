@@ -408,9 +408,11 @@ impl Counter {
         }
     }
 
-    /// Used in the last minute, or holding units: worth a claim.
+    /// Used in the last minute, holding units, or in fallback (the next answer restores it):
+    /// worth a claim.
     fn is_active(&self, now_ms: i64) -> bool {
         now_ms - self.last_used_ms.load(Ordering::Relaxed) < IDLE_RETURN_MS
+            || self.mode.load(Ordering::Relaxed) == MODE_FALLBACK
             || self.reserved.load(Ordering::Relaxed) > 0
             || self.available.load(Ordering::Relaxed) > 0
             || self.limit_changed.load(Ordering::Relaxed)
@@ -484,13 +486,7 @@ impl Counter {
     /// Applies the plane's answer to a call sent at `sent_ms`; the grant is valid for
     /// `lease_ttl_ms` from then. A grant for a new period restarts the figures (consumed 0).
     /// Leaves fallback. Returns true if the counter was in fallback.
-    pub(crate) fn apply_grant(
-        &self,
-        grant: &Grant,
-        sent_ms: i64,
-        lease_ttl_ms: i64,
-        now_ms: i64,
-    ) -> bool {
+    pub fn apply_grant(&self, grant: &Grant, sent_ms: i64, lease_ttl_ms: i64, now_ms: i64) -> bool {
         let mut lease = self.lock();
         if matches!(self.mode.load(Ordering::Acquire), MODE_LOCAL | MODE_RETIRED) {
             return false;

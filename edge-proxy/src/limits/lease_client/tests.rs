@@ -193,7 +193,10 @@ async fn a_miss_gets_an_immediate_grant_from_the_plane() {
     .await;
     let limits = h.key_limits();
     let refusal = limits.try_admit(one_request()).unwrap_err();
-    assert!(refusal.renewable, "nothing granted yet, plane not known down");
+    assert!(
+        refusal.renewable,
+        "nothing granted yet, plane not known down"
+    );
     h.limiter.await_renewal(Duration::from_secs(5)).await;
     let admission = limits.try_admit(one_request()).unwrap();
     admission.settle(one_request());
@@ -265,7 +268,10 @@ async fn a_lease_that_is_not_renewed_falls_back_and_the_next_answer_restores_it(
     let limits = h.key_limits();
     assert!(limits.try_admit(one_request()).is_err());
     h.limiter.await_renewal(Duration::from_secs(5)).await;
-    limits.try_admit(one_request()).unwrap().settle(one_request());
+    limits
+        .try_admit(one_request())
+        .unwrap()
+        .settle(one_request());
     let counter = h.counter();
     assert!(!counter.in_fallback());
 
