@@ -100,6 +100,7 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 }
 
 fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = Runtime::compile(
         Snapshot::try_from(snapshot()).unwrap(),
         &reqwest::Client::new(),
