@@ -54,6 +54,12 @@ async fn serve(sink: UsageSink, spool: Arc<SpoolState>) -> String {
             edge_id: "bench".to_owned(),
         },
         spool,
+        limiter: Arc::new(tollgate_edge_proxy::limits::Limiter::new(
+            false,
+            Arc::new(tollgate_edge_proxy::limits::clock::SystemClock),
+            Arc::new(tollgate_edge_proxy::metrics::Metrics::new()),
+        )),
+        metrics: Arc::new(tollgate_edge_proxy::metrics::Metrics::new()),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();

@@ -1,6 +1,7 @@
 //! Why a request failed at the gateway. Variants carry data; `http/errors.rs` is the one place
 //! that turns them into a status code and OpenAI error JSON.
 
+use crate::limits::admission::LimitExceeded;
 use crate::providers::ProviderError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +43,8 @@ pub enum GatewayError {
     UnknownRoute(String),
     #[error("The gateway has not loaded a configuration yet; try again shortly.")]
     NotReady,
+    #[error("{0}")]
+    LimitExceeded(LimitExceeded),
     #[error(transparent)]
     Provider(#[from] ProviderError),
 }

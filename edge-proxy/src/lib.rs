@@ -7,6 +7,8 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod limits;
+pub mod metrics;
 pub mod pricing;
 pub mod providers;
 pub mod routing;

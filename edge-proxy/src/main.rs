@@ -13,6 +13,10 @@ use tollgate_edge_proxy::config::runtime::Runtime;
 use tollgate_edge_proxy::config::state::{self, StateStore};
 use tollgate_edge_proxy::config::{RuntimeHolder, file};
 use tollgate_edge_proxy::http::{self, AppState, DEFAULT_MAX_BODY_BYTES};
+use tollgate_edge_proxy::limits::Limiter;
+use tollgate_edge_proxy::limits::clock::SystemClock;
+use tollgate_edge_proxy::limits::lease_client::LeaseClient;
+use tollgate_edge_proxy::metrics::Metrics;
 use tollgate_edge_proxy::tokens::TokenCounter;
 use tollgate_edge_proxy::usage::meter::MeterContext;
 use tollgate_edge_proxy::usage::reporter::UsageReporter;
@@ -66,6 +70,10 @@ struct ServeArgs {
     /// Longest time a written usage event waits for fsync (group commit).
     #[arg(long, default_value_t = 100)]
     spool_fsync_interval_ms: u64,
+    /// How often the lease client renews limit leases while limits are active (control-plane
+    /// mode only; a request that misses or a counter running low triggers a call at once).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..))]
+    lease_interval_ms: u64,
 }
 
 #[tokio::main]
@@ -104,6 +112,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     spool_config.full_policy = args.spool_full;
     spool_config.fsync_interval = Duration::from_millis(args.spool_fsync_interval_ms);
     let (usage_sink, spool_state, spool_writer) = spool::open(spool_config)?;
+    let metrics = Arc::new(Metrics::new());
+    // With a control plane the limiter leases its limits; from a file it owns them alone.
+    let limiter = Arc::new(Limiter::new(
+        args.control_plane.is_some(),
+        Arc::new(SystemClock),
+        Arc::clone(&metrics),
+    ));
 
     match (args.control_plane, args.config) {
         (Some(control_plane), None) => {
@@ -125,6 +140,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 spool: Arc::clone(&spool_state),
             };
             tokio::spawn(reporter.run(shutdown.clone()));
+            let lease_client = LeaseClient::new(
+                control_plane.clone(),
+                join_token.clone(),
+                edge_id.clone(),
+                Duration::from_millis(args.lease_interval_ms),
+                Arc::clone(&limiter),
+                Arc::clone(&runtime),
+            );
+            tokio::spawn(lease_client.run(shutdown.clone()));
             let config_client = ConfigClient {
                 control_plane,
                 join_token,
@@ -157,6 +181,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             edge_id,
         },
         spool: spool_state,
+        limiter,
+        metrics,
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

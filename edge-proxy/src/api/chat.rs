@@ -20,9 +20,15 @@ pub struct ChatCompletionRequest {
     pub max_tokens: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_completion_tokens: Option<u32>,
+    /// Choices to generate (1..=128, OpenAI's bound); each may produce the output cap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n: Option<u32>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
+
+/// OpenAI's bound on `n`.
+const MAX_CHOICES: u32 = 128;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StreamOptions {
@@ -99,6 +105,13 @@ impl ChatCompletionRequest {
         let stream_options = fields::optional(&mut object, "stream_options")?;
         let max_tokens = fields::optional(&mut object, "max_tokens")?;
         let max_completion_tokens = fields::optional(&mut object, "max_completion_tokens")?;
+        let n: Option<u32> = fields::optional(&mut object, "n")?;
+        if n.is_some_and(|n| n == 0 || n > MAX_CHOICES) {
+            return Err(invalid_value(
+                "n",
+                &format!("must be between 1 and {MAX_CHOICES}"),
+            ));
+        }
         Ok(Self {
             model,
             messages,
@@ -106,6 +119,7 @@ impl ChatCompletionRequest {
             stream_options,
             max_tokens,
             max_completion_tokens,
+            n,
             extra: object,
         })
     }
@@ -119,6 +133,11 @@ impl ChatCompletionRequest {
     /// The client's output cap: `max_completion_tokens` supersedes the older `max_tokens`.
     pub fn output_token_cap(&self) -> Option<u32> {
         self.max_completion_tokens.or(self.max_tokens)
+    }
+
+    /// Choices the upstream generates (at least 1).
+    pub fn choices(&self) -> u32 {
+        self.n.unwrap_or(1).max(1)
     }
 }
 
@@ -247,10 +266,23 @@ mod tests {
         assert_eq!(request.model, "m");
         assert!(request.stream && request.wants_stream_usage());
         assert_eq!(request.output_token_cap(), Some(5));
+        assert_eq!(request.choices(), 1);
         assert_eq!(request.extra["temperature"], 0.2);
         let round_trip = serde_json::to_value(&request).unwrap();
         assert_eq!(round_trip["temperature"], 0.2);
         assert_eq!(round_trip["messages"][0]["content"], "hi");
+    }
+
+    #[test]
+    fn max_completion_tokens_supersedes_max_tokens_and_n_is_kept() {
+        let request = ChatCompletionRequest::parse(
+            br#"{"model":"m","messages":[{"role":"user","content":"hi"}],
+                "max_tokens":5,"max_completion_tokens":9,"n":3}"#,
+        )
+        .unwrap();
+        assert_eq!(request.output_token_cap(), Some(9));
+        assert_eq!(request.choices(), 3);
+        assert_eq!(serde_json::to_value(&request).unwrap()["n"], 3);
     }
 
     #[test]
@@ -282,6 +314,18 @@ mod tests {
         assert_eq!(
             parse_err(r#"{"model":"m","messages":[{"role":"user"}],"max_tokens":"9"}"#),
             ("max_tokens".into(), FieldProblem::WrongType)
+        );
+        assert_eq!(
+            parse_err(r#"{"model":"m","messages":[{"role":"user"}],"n":0}"#),
+            ("n".into(), FieldProblem::InvalidValue)
+        );
+        assert_eq!(
+            parse_err(r#"{"model":"m","messages":[{"role":"user"}],"n":129}"#),
+            ("n".into(), FieldProblem::InvalidValue)
+        );
+        assert_eq!(
+            parse_err(r#"{"model":"m","messages":[{"role":"user"}],"max_completion_tokens":-1}"#),
+            ("max_completion_tokens".into(), FieldProblem::WrongType)
         );
     }
 

@@ -2,7 +2,8 @@
 //! would send, from a TOML file, for a laptop or a single box without Postgres.
 
 use super::snapshot::{
-    DEFAULT_REQUEST_TIMEOUT, ModelConfig, Owner, ProviderConfig, ProviderKind, Snapshot, VirtualKey,
+    DEFAULT_MAX_OUTPUT_TOKENS, DEFAULT_REQUEST_TIMEOUT, ModelConfig, Owner, ProviderConfig,
+    ProviderKind, Snapshot, VirtualKey,
 };
 use crate::pricing::{Price, PriceSchedule};
 use crate::providers::mock::MockSettings;
@@ -81,6 +82,8 @@ struct FileModel {
     /// A model without prices is served but its usage is recorded as unpriced.
     #[serde(default = "default_priced")]
     priced: bool,
+    /// Output cap assumed when a request sets none (default 4096).
+    max_output_tokens: Option<u32>,
 }
 
 fn default_priced() -> bool {
@@ -207,6 +210,10 @@ pub fn parse(text: &str) -> Result<Snapshot, FileConfigError> {
             upstream_model: model.upstream_model.unwrap_or_else(|| model.name.clone()),
             name: model.name,
             provider_id: model.provider,
+            max_output_tokens: model
+                .max_output_tokens
+                .filter(|&cap| cap > 0)
+                .unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS),
             prices: if model.priced {
                 PriceSchedule::new(vec![Price {
                     version: 1,
@@ -260,6 +267,9 @@ pub fn parse(text: &str) -> Result<Snapshot, FileConfigError> {
         keys,
         providers,
         models,
+        org_time_zones: Default::default(),
+        // Limits are configured through the control plane only (see the README).
+        limits: Vec::new(),
     })
 }
 

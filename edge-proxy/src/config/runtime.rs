@@ -2,6 +2,7 @@
 //! without locks, and provider adapters built once (sharing one pooled HTTP client).
 
 use super::snapshot::{ProviderKind, Snapshot, SnapshotError, VirtualKey};
+use crate::limits::spec::{Level, LimitSpec};
 use crate::pricing::PriceSchedule;
 use crate::providers::Provider;
 use crate::providers::mock::MockProvider;
@@ -17,6 +18,11 @@ pub struct Runtime {
     models_by_name: HashMap<String, Arc<ModelRoute>>,
     /// Model routes sorted by name, for listings.
     models_sorted: Vec<Arc<ModelRoute>>,
+    /// Every configured limit; the limiter keeps one counter per entry.
+    limits: Vec<Arc<LimitSpec>>,
+    /// Per virtual key id, the limits a request with it must pass: org, team, project, user
+    /// (if any), key. Keys without limits are absent.
+    key_limits: HashMap<String, Arc<[Arc<LimitSpec>]>>,
 }
 
 /// Where a public model name goes and what it costs.
@@ -27,6 +33,8 @@ pub struct ModelRoute {
     pub provider_name: String,
     pub provider: Arc<dyn Provider>,
     pub prices: PriceSchedule,
+    /// Output cap assumed when a request sets none (worst-case reservations).
+    pub max_output_tokens: u32,
 }
 
 impl Runtime {
@@ -67,11 +75,44 @@ impl Runtime {
                 provider_name,
                 provider,
                 prices: model.prices,
+                max_output_tokens: model.max_output_tokens,
             });
             models_by_name.insert(model.name, route);
         }
         let mut models_sorted: Vec<_> = models_by_name.values().cloned().collect();
         models_sorted.sort_by(|a, b| a.name.cmp(&b.name));
+
+        let limits: Vec<Arc<LimitSpec>> = snapshot.limits.into_iter().map(Arc::new).collect();
+        let mut by_scope: HashMap<(Level, &str), Vec<Arc<LimitSpec>>> = HashMap::new();
+        for spec in &limits {
+            by_scope
+                .entry((spec.key.level, &*spec.key.scope_id))
+                .or_default()
+                .push(Arc::clone(spec));
+        }
+        let mut key_limits = HashMap::new();
+        for key in &snapshot.keys {
+            let scopes = [
+                Some((Level::Org, key.org.id.as_str())),
+                Some((Level::Team, key.team.id.as_str())),
+                Some((Level::Project, key.project.id.as_str())),
+                key.user
+                    .as_ref()
+                    .map(|user| (Level::User, user.id.as_str())),
+                Some((Level::Key, key.id.as_str())),
+            ];
+            let applying: Vec<Arc<LimitSpec>> = scopes
+                .into_iter()
+                .flatten()
+                .filter_map(|scope| by_scope.get(&scope))
+                .flatten()
+                .cloned()
+                .collect();
+            if !applying.is_empty() {
+                key_limits.insert(key.id.clone(), Arc::from(applying));
+            }
+        }
+        drop(by_scope);
 
         let keys_by_hash = snapshot
             .keys
@@ -85,7 +126,18 @@ impl Runtime {
             keys_by_hash,
             models_by_name,
             models_sorted,
+            limits,
+            key_limits,
         })
+    }
+
+    pub fn limits(&self) -> &[Arc<LimitSpec>] {
+        &self.limits
+    }
+
+    /// The limits a request with this key must pass (empty when none apply).
+    pub fn limits_for(&self, key_id: &str) -> &[Arc<LimitSpec>] {
+        self.key_limits.get(key_id).map_or(&[], |limits| limits)
     }
 
     pub fn key(&self, key_hash: &[u8; 32]) -> Option<&Arc<VirtualKey>> {
@@ -98,5 +150,80 @@ impl Runtime {
 
     pub fn models(&self) -> &[Arc<ModelRoute>] {
         &self.models_sorted
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::config::snapshot::tests::{wire_limit, wire_snapshot};
+    use crate::limits::spec::Metric;
+    use tollgate_proto::v1 as pb;
+
+    #[test]
+    fn each_key_gets_the_limits_of_every_level_above_it() {
+        let mut wire = wire_snapshot();
+        wire.limits = vec![
+            wire_limit(
+                pb::LimitScope::Key,
+                "k1",
+                pb::LimitMetric::RequestsPerMinute,
+                60,
+            ),
+            wire_limit(
+                pb::LimitScope::Org,
+                "o1",
+                pb::LimitMetric::TokensPerMonth,
+                10_000,
+            ),
+            wire_limit(
+                pb::LimitScope::Team,
+                "t1",
+                pb::LimitMetric::TokensPerMinute,
+                500,
+            ),
+            wire_limit(
+                pb::LimitScope::Project,
+                "p1",
+                pb::LimitMetric::BudgetMicrosPerMonth,
+                9,
+            ),
+            wire_limit(
+                pb::LimitScope::Team,
+                "other",
+                pb::LimitMetric::TokensPerMinute,
+                5,
+            ),
+            wire_limit(
+                pb::LimitScope::User,
+                "u-none",
+                pb::LimitMetric::TokensPerHour,
+                5,
+            ),
+        ];
+        wire.models[0].max_output_tokens = 256;
+        let runtime = Runtime::compile(
+            Snapshot::try_from(wire).unwrap(),
+            &crate::providers::test_http_client(),
+        )
+        .unwrap();
+        let applying: Vec<(Level, Metric)> = runtime
+            .limits_for("k1")
+            .iter()
+            .map(|spec| (spec.key.level, spec.key.metric))
+            .collect();
+        assert_eq!(
+            applying,
+            vec![
+                (Level::Org, Metric::TokensPerMonth),
+                (Level::Team, Metric::TokensPerMinute),
+                (Level::Project, Metric::BudgetMicrosPerMonth),
+                (Level::Key, Metric::RequestsPerMinute),
+            ]
+        );
+        assert_eq!(runtime.limits().len(), 6);
+        assert!(runtime.limits_for("unknown").is_empty());
+        assert_eq!(runtime.model("mock-small").unwrap().max_output_tokens, 256);
     }
 }

@@ -2,6 +2,9 @@
 //! cannot serve correctly (unknown provider kind, dangling reference, malformed key hash) fails
 //! here, so the whole snapshot is NACKed and the previous one keeps serving.
 
+use crate::limits::spec::{
+    DEFAULT_HARD_THRESHOLD_PCT, DEFAULT_SOFT_THRESHOLD_PCT, Level, LimitKey, LimitSpec, Metric,
+};
 use crate::pricing::{Price, PriceSchedule};
 use crate::providers::mock::MockSettings;
 use std::collections::{HashMap, HashSet};
@@ -10,6 +13,10 @@ use tollgate_proto::v1 as pb;
 
 /// Provider deadline when the snapshot leaves it at 0.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
+/// Output cap assumed for a model the snapshot gives none (worst-case reservations).
+pub const DEFAULT_MAX_OUTPUT_TOKENS: u32 = 4096;
+/// Largest accepted threshold, in percent (the admin API's bound).
+const MAX_THRESHOLD_PCT: u32 = 1000;
 
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -18,6 +25,9 @@ pub struct Snapshot {
     pub keys: Vec<VirtualKey>,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
+    /// IANA time zone per org id; the plane computes calendar periods, the edge only shows it.
+    pub org_time_zones: HashMap<String, String>,
+    pub limits: Vec<LimitSpec>,
 }
 
 /// Something a key is attributed to: its id for accounting and name for people.
@@ -65,6 +75,8 @@ pub struct ModelConfig {
     pub provider_id: String,
     pub upstream_model: String,
     pub prices: PriceSchedule,
+    /// Output cap when a request sets none.
+    pub max_output_tokens: u32,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -241,8 +253,49 @@ impl TryFrom<pb::ConfigSnapshot> for Snapshot {
                 provider_id: model.provider_id,
                 upstream_model: model.upstream_model,
                 prices,
+                max_output_tokens: match model.max_output_tokens {
+                    0 => DEFAULT_MAX_OUTPUT_TOKENS,
+                    cap => cap,
+                },
             });
         }
+
+        let mut limits = Vec::with_capacity(wire.limits.len());
+        let mut limit_keys = HashSet::new();
+        for limit in wire.limits {
+            let mut spec = LimitSpec::try_from(limit)?;
+            if !limit_keys.insert(spec.key.clone()) {
+                return Err(SnapshotError::Duplicate {
+                    what: "limit",
+                    name: spec.key.to_string(),
+                });
+            }
+            if spec.scope_name.is_empty() {
+                let owners = match spec.key.level {
+                    Level::Org => Some(&orgs),
+                    Level::Team => Some(&teams),
+                    Level::Project => Some(&projects),
+                    Level::User => Some(&users),
+                    Level::Key => None,
+                };
+                spec.scope_name = owners
+                    .and_then(|owners| owners.get(&*spec.key.scope_id))
+                    .map_or_else(|| spec.key.level.as_str().to_owned(), |o| o.name.clone());
+            }
+            limits.push(spec);
+        }
+        let org_time_zones = wire
+            .orgs
+            .into_iter()
+            .map(|org| {
+                let zone = if org.time_zone.is_empty() {
+                    "UTC".to_owned()
+                } else {
+                    org.time_zone
+                };
+                (org.id, zone)
+            })
+            .collect();
 
         Ok(Self {
             version: wire.version,
@@ -250,6 +303,73 @@ impl TryFrom<pb::ConfigSnapshot> for Snapshot {
             keys,
             providers,
             models,
+            org_time_zones,
+            limits,
+        })
+    }
+}
+
+impl TryFrom<pb::SnapshotLimit> for LimitSpec {
+    type Error = SnapshotError;
+
+    /// A limit the edge cannot enforce exactly as meant fails the whole snapshot (NACK).
+    fn try_from(wire: pb::SnapshotLimit) -> Result<Self, Self::Error> {
+        let wire_key = wire
+            .key
+            .ok_or_else(|| invalid("limit", &wire.scope_name, "key is missing"))?;
+        let id = format!(
+            "{} {} {}",
+            wire_key.scope, wire_key.scope_id, wire_key.metric
+        );
+        let level = Level::from_wire(wire_key.scope)
+            .ok_or_else(|| invalid("limit", &id, "scope is missing or unknown"))?;
+        let metric = Metric::from_wire(wire_key.metric)
+            .ok_or_else(|| invalid("limit", &id, "metric is missing or unknown"))?;
+        if wire_key.scope_id.is_empty() {
+            return Err(invalid("limit", &id, "scope id is empty"));
+        }
+        let key = LimitKey {
+            level,
+            scope_id: wire_key.scope_id.into(),
+            metric,
+        };
+        let id = key.to_string();
+        if wire.limit <= 0 {
+            return Err(invalid("limit", &id, "limit must be > 0"));
+        }
+        let soft = match wire.soft_threshold_pct {
+            0 => DEFAULT_SOFT_THRESHOLD_PCT,
+            pct => pct,
+        };
+        let hard = match wire.hard_threshold_pct {
+            0 => DEFAULT_HARD_THRESHOLD_PCT,
+            pct => pct,
+        };
+        if soft > MAX_THRESHOLD_PCT || hard > MAX_THRESHOLD_PCT {
+            return Err(invalid(
+                "limit",
+                &id,
+                format!("thresholds must be in 1..={MAX_THRESHOLD_PCT} percent"),
+            ));
+        }
+        if soft > hard {
+            return Err(invalid(
+                "limit",
+                &id,
+                "soft threshold must not exceed the hard threshold",
+            ));
+        }
+        let enforced_limit = metric.enforced_limit(wire.limit, hard);
+        if enforced_limit <= 0 {
+            return Err(invalid("limit", &id, "enforced limit must be > 0"));
+        }
+        Ok(Self {
+            key,
+            configured_limit: wire.limit,
+            enforced_limit,
+            soft_threshold_pct: soft,
+            hard_threshold_pct: hard,
+            scope_name: wire.scope_name,
         })
     }
 }
@@ -356,6 +476,7 @@ pub(crate) mod tests {
             orgs: vec![pb::SnapshotOrg {
                 id: "o1".into(),
                 name: "acme".into(),
+                time_zone: "Europe/Berlin".into(),
             }],
             teams: vec![pb::SnapshotTeam {
                 id: "t1".into(),
@@ -397,8 +518,115 @@ pub(crate) mod tests {
                 output_price_micros_per_mtok: 400_000,
                 price_version: 1,
                 prices: vec![],
+                max_output_tokens: 0,
             }],
+            limits: vec![],
         }
+    }
+
+    pub fn wire_limit(
+        scope: pb::LimitScope,
+        scope_id: &str,
+        metric: pb::LimitMetric,
+        limit: i64,
+    ) -> pb::SnapshotLimit {
+        pb::SnapshotLimit {
+            key: Some(pb::LimitKey {
+                scope: scope as i32,
+                scope_id: scope_id.into(),
+                metric: metric as i32,
+            }),
+            limit,
+            soft_threshold_pct: 80,
+            hard_threshold_pct: 100,
+            scope_name: String::new(),
+        }
+    }
+
+    #[test]
+    fn limits_validate_with_defaults_and_enforced_values() {
+        let mut wire = wire_snapshot();
+        let mut budget = wire_limit(
+            pb::LimitScope::Team,
+            "t1",
+            pb::LimitMetric::BudgetMicrosPerMonth,
+            1_000_000,
+        );
+        budget.hard_threshold_pct = 90;
+        budget.scope_name = "acme/ml".into();
+        let mut rpm = wire_limit(
+            pb::LimitScope::Key,
+            "k1",
+            pb::LimitMetric::RequestsPerMinute,
+            60,
+        );
+        rpm.soft_threshold_pct = 0;
+        rpm.hard_threshold_pct = 0;
+        wire.limits = vec![budget, rpm];
+        let snapshot = Snapshot::try_from(wire).unwrap();
+        assert_eq!(
+            snapshot.models[0].max_output_tokens,
+            DEFAULT_MAX_OUTPUT_TOKENS
+        );
+        assert_eq!(snapshot.org_time_zones["o1"], "Europe/Berlin");
+        let budget = &snapshot.limits[0];
+        assert_eq!(budget.key.level, Level::Team);
+        assert_eq!(
+            (budget.configured_limit, budget.enforced_limit),
+            (1_000_000, 900_000)
+        );
+        assert_eq!(budget.scope_name, "acme/ml");
+        let rpm = &snapshot.limits[1];
+        assert_eq!((rpm.soft_threshold_pct, rpm.hard_threshold_pct), (80, 100));
+        assert_eq!(rpm.enforced_limit, 60);
+        // No name sent: the key level's name, never its id.
+        assert_eq!(rpm.scope_name, "key");
+    }
+
+    #[test]
+    fn bad_limits_fail_the_whole_snapshot() {
+        type Mutation = Box<dyn Fn(&mut pb::SnapshotLimit)>;
+        let cases: Vec<(&str, Mutation)> = vec![
+            ("limit must be > 0", Box::new(|l| l.limit = 0)),
+            (
+                "scope is missing",
+                Box::new(|l| l.key.as_mut().unwrap().scope = 0),
+            ),
+            (
+                "metric is missing",
+                Box::new(|l| l.key.as_mut().unwrap().metric = 42),
+            ),
+            (
+                "scope id is empty",
+                Box::new(|l| l.key.as_mut().unwrap().scope_id.clear()),
+            ),
+            ("key is missing", Box::new(|l| l.key = None)),
+            (
+                "thresholds must be",
+                Box::new(|l| l.hard_threshold_pct = 1001),
+            ),
+            ("soft threshold", Box::new(|l| l.soft_threshold_pct = 101)),
+        ];
+        for (expected, mutate) in cases {
+            let mut wire = wire_snapshot();
+            let mut limit = wire_limit(
+                pb::LimitScope::Org,
+                "o1",
+                pb::LimitMetric::TokensPerDay,
+                1_000,
+            );
+            mutate(&mut limit);
+            wire.limits = vec![limit];
+            let err = Snapshot::try_from(wire).unwrap_err().to_string();
+            assert!(err.contains(expected), "{expected}: {err}");
+        }
+        let mut wire = wire_snapshot();
+        let limit = wire_limit(pb::LimitScope::Org, "o1", pb::LimitMetric::TokensPerDay, 1);
+        wire.limits = vec![limit.clone(), limit];
+        assert!(matches!(
+            Snapshot::try_from(wire),
+            Err(SnapshotError::Duplicate { .. })
+        ));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `POST /v1/chat/completions`, as the named phases of the design's data flow:
-//! validate → authenticate → admit → route → count → call → settle. (Guard, limits and cache
-//! join as they land.) From authentication on, a `RequestMeter` guarantees one usage event.
+//! validate → authenticate → admit → route → count → reserve → call → settle. (Guard and cache
+//! join as they land.) From authentication on, a `RequestMeter` guarantees one usage event, and
+//! the limit reservation settles with it.
 
 use super::AppState;
 use super::body::read_limited;
@@ -8,6 +9,11 @@ use crate::api::chat::{ChatCompletionChunk, ChatCompletionRequest, Usage};
 use crate::auth;
 use crate::config::runtime::{ModelRoute, Runtime};
 use crate::error::GatewayError;
+use crate::limits::RENEWAL_WAIT;
+use crate::limits::admission::{KeyLimits, Refusal};
+use crate::limits::headers::RateHeaders;
+use crate::limits::spec::Demand;
+use crate::pricing::TokenUsage;
 use crate::providers::{ChunkStream, ModelTarget};
 use crate::routing;
 use crate::usage::{RequestMeter, Settlement};
@@ -39,11 +45,31 @@ pub async fn completions(
     // One runtime for the whole request, however many swaps happen meanwhile.
     let runtime = state.runtime.load().ok_or(GatewayError::NotReady)?;
     let key = auth::authenticate(&runtime, &headers, auth::now_unix_ms())?;
+    let limits = state.limiter.bind(&runtime, &key);
+    let mut response =
+        match authenticated(&state, &runtime, &key, &limits, &request_id, &headers, body).await {
+            Ok(response) => response,
+            Err(err) => err.into_response(),
+        };
+    rate_limit_headers(response.headers_mut(), &limits);
+    Ok(response)
+}
+
+/// Everything after authentication; its response, success or error, gets rate-limit headers.
+async fn authenticated(
+    state: &AppState,
+    runtime: &Runtime,
+    key: &crate::config::snapshot::VirtualKey,
+    limits: &KeyLimits,
+    request_id: &RequestId,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, GatewayError> {
     if state.spool.refuses_requests() {
         return Err(GatewayError::UsageSpoolFull);
     }
-    let mut meter = RequestMeter::start(&state.meter, &key, &request_id.0, runtime.version);
-    match serve(&state, &runtime, &key, &headers, body, &mut meter).await {
+    let mut meter = RequestMeter::start(&state.meter, key, &request_id.0, runtime.version);
+    match serve(state, runtime, key, limits, headers, body, &mut meter).await {
         Ok(Served::Complete(response)) => Ok(response),
         Ok(Served::Stream {
             upstream,
@@ -65,6 +91,7 @@ async fn serve(
     state: &AppState,
     runtime: &Runtime,
     key: &crate::config::snapshot::VirtualKey,
+    limits: &KeyLimits,
     headers: &HeaderMap,
     body: Body,
     meter: &mut RequestMeter,
@@ -76,6 +103,7 @@ async fn serve(
     meter.routed(&route);
     let (request, prompt_tokens) = count_prompt(state, &route, request, body.len()).await;
     meter.prompt_counted(prompt_tokens);
+    reserve(state, limits, &route, &request, prompt_tokens, meter).await?;
     let target = ModelTarget {
         public_name: route.name.clone(),
         upstream_model: route.upstream_model.clone(),
@@ -121,6 +149,79 @@ async fn count_prompt(
         .unwrap_or(0);
     let request = Arc::try_unwrap(shared).unwrap_or_else(|shared| (*shared).clone());
     (request, tokens)
+}
+
+/// Reserve phase: the request's worst case against every limit of its key, all or nothing.
+/// On a miss that a lease renewal may cure, wait (at most 200 ms) for one and retry once.
+/// The admission goes into the meter, which settles it with the usage event.
+async fn reserve(
+    state: &AppState,
+    limits: &KeyLimits,
+    route: &ModelRoute,
+    request: &ChatCompletionRequest,
+    prompt_tokens: u64,
+    meter: &mut RequestMeter,
+) -> Result<(), GatewayError> {
+    if limits.is_empty() {
+        return Ok(());
+    }
+    let demand = worst_case(route, request, prompt_tokens, limits.now_ms());
+    let admission = match limits.try_admit(demand) {
+        Ok(admission) => admission,
+        Err(refusal) if refusal.renewable => {
+            state.limiter.await_renewal(RENEWAL_WAIT).await;
+            limits
+                .try_admit(demand)
+                .map_err(|refusal| rejected(state, refusal))?
+        }
+        Err(refusal) => return Err(rejected(state, refusal)),
+    };
+    meter.admitted(admission);
+    Ok(())
+}
+
+fn rejected(state: &AppState, refusal: Refusal) -> GatewayError {
+    let exceeded = refusal.exceeded;
+    state
+        .metrics
+        .limit_rejected(exceeded.level.as_str(), exceeded.metric.as_str());
+    GatewayError::LimitExceeded(exceeded)
+}
+
+/// The most a request can spend: its prompt plus the output cap (the request's
+/// `max_completion_tokens` or `max_tokens`, else the model's) for each of `n` choices, and the
+/// cost of that at the model's price now. An unpriced model costs 0.
+fn worst_case(
+    route: &ModelRoute,
+    request: &ChatCompletionRequest,
+    prompt_tokens: u64,
+    now_unix_ms: i64,
+) -> Demand {
+    let cap = request
+        .output_token_cap()
+        .unwrap_or(route.max_output_tokens);
+    let usage = TokenUsage {
+        input_tokens: prompt_tokens,
+        cached_input_tokens: 0,
+        output_tokens: u64::from(cap) * u64::from(request.choices()),
+    };
+    Demand {
+        tokens: i64::try_from(usage.input_tokens.saturating_add(usage.output_tokens))
+            .unwrap_or(i64::MAX),
+        cost_micros: route
+            .prices
+            .at(now_unix_ms)
+            .map_or(0, |price| price.cost_micros(&usage)),
+    }
+}
+
+/// x-ratelimit-* for keys with a requests- or tokens-per-minute limit.
+fn rate_limit_headers(headers: &mut HeaderMap, limits: &KeyLimits) {
+    for (name, value) in RateHeaders::for_key(limits).pairs() {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    }
 }
 
 /// Tokens and cost of this request, so a client can see what it spent without a report.

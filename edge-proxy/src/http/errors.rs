@@ -2,9 +2,11 @@
 //! (`{"error": {"message", "type", "param", "code"}}`). No other code picks a status.
 
 use crate::error::{FieldProblem, GatewayError};
+use crate::limits::admission::LimitExceeded;
+use crate::limits::spec::Metric;
 use crate::providers::ProviderError;
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -35,6 +37,7 @@ impl GatewayError {
             Self::ModelNotFound(_) | Self::UnknownRoute(_) => StatusCode::NOT_FOUND,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotReady | Self::UsageSpoolFull => StatusCode::SERVICE_UNAVAILABLE,
+            Self::LimitExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Provider(ProviderError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
             Self::Provider(_) => StatusCode::BAD_GATEWAY,
         }
@@ -69,6 +72,7 @@ impl GatewayError {
             Self::UnknownRoute(_) => ("invalid_request_error", "unknown_url", None),
             Self::NotReady => ("service_unavailable", "not_ready", None),
             Self::UsageSpoolFull => ("service_unavailable", "usage_spool_full", None),
+            Self::LimitExceeded(exceeded) => limit_kind_and_code(exceeded),
             Self::Provider(err) => ("upstream_error", provider_code(err), None),
         };
         ErrorBody {
@@ -79,6 +83,21 @@ impl GatewayError {
                 code: Some(code),
             },
         }
+    }
+}
+
+/// OpenAI's spelling: rate limits are `requests` or `tokens` / `rate_limit_exceeded`, quotas and
+/// budgets `insufficient_quota` for both.
+fn limit_kind_and_code(exceeded: &LimitExceeded) -> (&'static str, &'static str, Option<String>) {
+    match exceeded.metric {
+        Metric::RequestsPerMinute | Metric::ConcurrentRequests => {
+            ("requests", "rate_limit_exceeded", None)
+        }
+        Metric::TokensPerMinute => ("tokens", "rate_limit_exceeded", None),
+        Metric::TokensPerHour
+        | Metric::TokensPerDay
+        | Metric::TokensPerMonth
+        | Metric::BudgetMicrosPerMonth => ("insufficient_quota", "insufficient_quota", None),
     }
 }
 
@@ -94,13 +113,101 @@ fn provider_code(err: &ProviderError) -> &'static str {
 
 impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
-        (self.status(), Json(self.body())).into_response()
+        let mut response = (self.status(), Json(self.body())).into_response();
+        if let Self::LimitExceeded(exceeded) = &self {
+            let headers = response.headers_mut();
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(exceeded.retry_after_secs()),
+            );
+            headers.insert(
+                HeaderName::from_static("x-tollgate-limit-scope"),
+                HeaderValue::from_static(exceeded.level.as_str()),
+            );
+            headers.insert(
+                HeaderName::from_static("x-tollgate-limit-metric"),
+                HeaderValue::from_static(exceeded.metric.as_str()),
+            );
+        }
+        response
     }
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::limits::spec::Level;
+
+    fn exceeded(level: Level, metric: Metric, retry_after_ms: i64) -> GatewayError {
+        GatewayError::LimitExceeded(LimitExceeded {
+            level,
+            scope_name: "acme/platform".into(),
+            metric,
+            limit: 60,
+            retry_after_ms,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_tripped_rate_limit_is_a_429_naming_the_limit_with_retry_after() {
+        let response = exceeded(Level::Team, Metric::RequestsPerMinute, 1_200).into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        let headers = response.headers();
+        assert_eq!(headers["retry-after"], "2");
+        assert_eq!(headers["x-tollgate-limit-scope"], "team");
+        assert_eq!(headers["x-tollgate-limit-metric"], "requests_per_minute");
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"error": {
+                "message": "Rate limit reached for requests per minute on team 'acme/platform': limit 60. Retry after 2s.",
+                "type": "requests",
+                "param": null,
+                "code": "rate_limit_exceeded",
+            }})
+        );
+    }
+
+    #[test]
+    fn quotas_and_budgets_are_insufficient_quota_and_tokens_are_tokens() {
+        let tpm = exceeded(Level::Key, Metric::TokensPerMinute, 0)
+            .body()
+            .error;
+        assert_eq!(
+            (tpm.kind, tpm.code),
+            ("tokens", Some("rate_limit_exceeded"))
+        );
+        let slots = exceeded(Level::Org, Metric::ConcurrentRequests, 0)
+            .body()
+            .error;
+        assert_eq!(
+            (slots.kind, slots.code),
+            ("requests", Some("rate_limit_exceeded"))
+        );
+        for metric in [
+            Metric::TokensPerHour,
+            Metric::TokensPerDay,
+            Metric::TokensPerMonth,
+            Metric::BudgetMicrosPerMonth,
+        ] {
+            let err = exceeded(Level::Project, metric, 7_200_000);
+            assert_eq!(err.status(), StatusCode::TOO_MANY_REQUESTS);
+            let body = err.body().error;
+            assert_eq!(
+                (body.kind, body.code),
+                ("insufficient_quota", Some("insufficient_quota"))
+            );
+            assert!(
+                body.message.contains("Retry after 2h0m0s"),
+                "{}",
+                body.message
+            );
+        }
+    }
 
     #[test]
     fn each_error_maps_to_its_openai_status_and_code() {

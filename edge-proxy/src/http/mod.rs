@@ -7,6 +7,8 @@ mod models;
 
 use crate::config::RuntimeHolder;
 use crate::error::GatewayError;
+use crate::limits::Limiter;
+use crate::metrics::Metrics;
 use crate::usage::SpoolState;
 use crate::usage::meter::MeterContext;
 use axum::Router;
@@ -27,12 +29,16 @@ pub struct AppState {
     pub max_body_bytes: usize,
     pub meter: MeterContext,
     pub spool: Arc<SpoolState>,
+    /// Limit counters; outlives config swaps.
+    pub limiter: Arc<Limiter>,
+    pub metrics: Arc<Metrics>,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/v1/models", get(models::list))
         .route("/v1/chat/completions", post(chat::completions))
         .fallback(unknown_route)
@@ -57,6 +63,18 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
+/// Prometheus text exposition of the edge's metrics.
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
 async fn unknown_route(request: Request) -> GatewayError {
     GatewayError::UnknownRoute(request.uri().path().to_owned())
 }
@@ -72,3 +90,6 @@ async fn request_id(mut request: Request, next: Next) -> Response {
     }
     response
 }
+
+#[cfg(test)]
+mod tests;

@@ -12,6 +12,8 @@ pub enum UsageStatus {
     UpstreamError,
     UpstreamTimeout,
     ClientDisconnected,
+    /// Refused by a limit, quota or budget (429) before any upstream call.
+    Rejected,
 }
 
 impl UsageStatus {
@@ -22,6 +24,7 @@ impl UsageStatus {
             Self::UpstreamError => "upstream_error",
             Self::UpstreamTimeout => "upstream_timeout",
             Self::ClientDisconnected => "client_disconnected",
+            Self::Rejected => "rejected",
         }
     }
 }

@@ -1,7 +1,8 @@
 //! One request's usage, from authentication to the end of its response. Whatever way the
 //! request ends (error, success, broken stream, client hanging up), exactly one event is
 //! recorded: the explicit endings record it, and `Drop` records the rest as a disconnect,
-//! billed for what was produced.
+//! billed for what was produced. The request's limit `Admission` rides along and settles in
+//! the same moment, with the event's tokens and cost, so limits and the ledger agree.
 
 use super::event::{UsageEvent, UsageSource, UsageStatus};
 use super::spool::UsageSink;
@@ -10,6 +11,8 @@ use crate::auth::now_unix_ms;
 use crate::config::runtime::ModelRoute;
 use crate::config::snapshot::VirtualKey;
 use crate::error::GatewayError;
+use crate::limits::admission::Admission;
+use crate::limits::spec::Demand;
 use crate::pricing::{Price, TokenUsage};
 use crate::providers::ProviderError;
 use crate::tokens::TokenCounter;
@@ -49,6 +52,8 @@ pub struct RequestMeter {
     first_output_at: Option<Instant>,
     counted_output_tokens: u64,
     provider_usage: Option<TokenUsage>,
+    /// Settled exactly when the event is recorded.
+    admission: Option<Admission>,
 }
 
 impl RequestMeter {
@@ -100,7 +105,14 @@ impl RequestMeter {
             first_output_at: None,
             counted_output_tokens: 0,
             provider_usage: None,
+            admission: None,
         }
+    }
+
+    /// Hands the request's limit reservations to the meter, which settles them with the usage
+    /// event on whatever path the request ends.
+    pub fn admitted(&mut self, admission: Admission) {
+        self.admission = Some(admission);
     }
 
     pub fn requested(&mut self, model: &str, stream: bool) {
@@ -148,6 +160,7 @@ impl RequestMeter {
         let status = match &err {
             GatewayError::Provider(ProviderError::Timeout { .. }) => UsageStatus::UpstreamTimeout,
             GatewayError::Provider(_) => UsageStatus::UpstreamError,
+            GatewayError::LimitExceeded(_) => UsageStatus::Rejected,
             _ => UsageStatus::ClientError,
         };
         // A failed call is not billed by the provider; there is nothing to reconcile.
@@ -244,6 +257,13 @@ impl RequestMeter {
             event.usage_source = source;
             event.latency_ms = millis(self.started.elapsed());
             event.ttft_ms = self.first_output_at.map(|at| millis(at - self.started));
+            if let Some(admission) = self.admission.take() {
+                admission.settle(Demand {
+                    tokens: i64::try_from(usage.input_tokens.saturating_add(usage.output_tokens))
+                        .unwrap_or(i64::MAX),
+                    cost_micros: settlement.cost_micros.unwrap_or(0),
+                });
+            }
             self.sink.record(event);
         }
         settlement
