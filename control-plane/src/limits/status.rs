@@ -179,7 +179,9 @@ fn limit_use(
         Window::Calendar(unit) => (
             figures.calendar_consumed,
             figures.leases.outstanding,
-            figures.period.or_else(|| calendar_period(unit, time_zone, now)),
+            figures
+                .period
+                .or_else(|| calendar_period(unit, time_zone, now)),
         ),
         Window::Concurrent => (0, figures.leases.granted, None),
     };
@@ -298,7 +300,7 @@ mod tests {
         let used = limit_use(
             &configured(Metric::TokensPerDay, 5_000, 100),
             &CounterFigures::default(),
-            &jiff::tz::TimeZone::UTC,
+            "UTC",
             now,
         );
         assert_eq!(

@@ -135,6 +135,9 @@ impl KeyLimits {
                         if units == 0 {
                             continue;
                         }
+                        // The renewal this miss may wait for must cover every limit the
+                        // request needs, not only the first that missed.
+                        other.note_demand(units, now_ms);
                         if let Some(other_miss) = other.would_miss(units, now_ms) {
                             renewable &= other_miss.renewable;
                             if other_miss.retry_after_ms > worst.1.retry_after_ms {
@@ -302,6 +305,20 @@ mod tests {
         }
         assert_eq!(limits.entries()[0].1.available(), 10);
         assert_eq!(limits.entries()[1].1.available(), 3);
+    }
+
+    #[test]
+    fn a_miss_counts_demand_on_every_limit_so_one_renewal_covers_the_request() {
+        let (limits, clock) = leased(&[
+            (spec(Level::Team, Metric::RequestsPerMinute, 60), 0),
+            (spec(Level::Team, Metric::TokensPerMinute, 100_000), 0),
+        ]);
+        assert!(limits.try_admit(demand(4_000, 0)).is_err());
+        let tokens = &limits.entries()[1].1;
+        let claim = tokens
+            .claim(clock.unix_ms())
+            .expect("the tokens limit is active after the miss");
+        assert!(claim.want_available >= 4_000, "{claim:?}");
     }
 
     #[test]

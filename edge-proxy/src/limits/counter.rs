@@ -214,12 +214,16 @@ impl Counter {
 
     /// Takes `units`, or says when to come back. Never blocks on the network.
     pub(crate) fn reserve(&self, units: i64, now_ms: i64) -> Result<Path, Miss> {
-        self.last_used_ms.store(now_ms, Ordering::Relaxed);
-        self.demand_units.fetch_add(units, Ordering::Relaxed);
-        self.largest_reservation.fetch_max(units, Ordering::Relaxed);
+        self.note_demand(units, now_ms);
         match self.mode.load(Ordering::Acquire) {
             MODE_LEASED if now_ms <= self.valid_until_ms.load(Ordering::Acquire) => {
-                self.reserve_leased(units, now_ms)
+                match self.reserve_leased(units, now_ms) {
+                    Err(_) if !self.shared.plane_reachable.load(Ordering::Relaxed) => {
+                        self.enter_fallback(now_ms, "lease ran out while the plane is unreachable");
+                        self.reserve_local(units, now_ms)
+                    }
+                    reserved => reserved,
+                }
             }
             MODE_LEASED => {
                 self.expire_lease(now_ms);
@@ -227,6 +231,14 @@ impl Counter {
             }
             _ => self.reserve_local(units, now_ms),
         }
+    }
+
+    /// Counts a request's need as demand (admitted or not), so the next lease call asks for
+    /// it and the counter stays active.
+    pub(crate) fn note_demand(&self, units: i64, now_ms: i64) {
+        self.last_used_ms.store(now_ms, Ordering::Relaxed);
+        self.demand_units.fetch_add(units, Ordering::Relaxed);
+        self.largest_reservation.fetch_max(units, Ordering::Relaxed);
     }
 
     fn reserve_leased(&self, units: i64, now_ms: i64) -> Result<Path, Miss> {
@@ -282,9 +294,18 @@ impl Counter {
     /// The lease's validity passed with no renewal: switch to the safe share (logged once).
     /// Returns true if this call made the switch.
     pub(crate) fn expire_lease(&self, now_ms: i64) -> bool {
-        if self.mode.load(Ordering::Acquire) != MODE_LEASED
-            || now_ms <= self.valid_until_ms.load(Ordering::Acquire)
-        {
+        if now_ms <= self.valid_until_ms.load(Ordering::Acquire) {
+            return false;
+        }
+        self.enter_fallback(now_ms, "lease expired without renewal")
+    }
+
+    /// Switches to the safe share. Besides an expired lease, a lease that runs dry while the
+    /// plane is unreachable gets here early: no renewal can come, and the units it still held
+    /// stay counted at the plane (charged as spent when it expires), so spending the share now
+    /// instead of after the TTL does not widen the bound; it only spares the clients 429s.
+    fn enter_fallback(&self, now_ms: i64, reason: &'static str) -> bool {
+        if self.mode.load(Ordering::Acquire) != MODE_LEASED {
             return false;
         }
         let mut lease = self.lock();
@@ -312,7 +333,8 @@ impl Counter {
         tracing::warn!(
             limit = %self.key,
             known_edges,
-            "lease expired without renewal; enforcing this edge's safe share of the limit"
+            reason,
+            "enforcing this edge's safe share of the limit"
         );
         true
     }
@@ -369,10 +391,16 @@ impl Counter {
         let leased = self.mode.load(Ordering::Acquire) == MODE_LEASED
             && now_ms <= self.valid_until_ms.load(Ordering::Acquire);
         if leased {
-            return (self.available.load(Ordering::Acquire) < units)
-                .then(|| self.leased_miss(now_ms));
+            if self.available.load(Ordering::Acquire) >= units {
+                return None;
+            }
+            if self.shared.plane_reachable.load(Ordering::Relaxed) {
+                return Some(self.leased_miss(now_ms));
+            }
+            self.enter_fallback(now_ms, "lease ran out while the plane is unreachable");
+        } else {
+            self.expire_lease(now_ms);
         }
-        self.expire_lease(now_ms);
         match self.reserve_local(units, now_ms) {
             Ok(path) => {
                 self.release(units, path);
@@ -441,16 +469,27 @@ impl Counter {
             lease.largest_recent_at_ms = now_ms;
         }
         // Two intervals of demand (this one's, and the renewal's latency), at least the largest
-        // recent single reservation, at most the limit.
+        // recent single reservation, at most the limit. Concurrency demand is a level: the
+        // requests that started in the interval, not twice that.
         let want = if idle {
             0
         } else {
-            demand
-                .saturating_mul(2)
+            let horizon = if self.window_kind == Window::Concurrent {
+                demand
+            } else {
+                demand.saturating_mul(2)
+            };
+            horizon
                 .max(lease.largest_recent)
                 .min(self.enforced_limit())
                 .max(0)
         };
+        // Units held beyond what this interval or the last one wanted go back, so capacity
+        // follows demand between edges instead of sitting idle on one of them.
+        if !(idle || changed) {
+            let keep = want.max(lease.last_want);
+            lease.granted_total -= self.take_available_above(keep);
+        }
         lease.last_want = want;
         Some(Claim {
             key: self.key.clone(),
@@ -468,15 +507,20 @@ impl Counter {
 
     /// Takes every spendable unit (never a debt) for returning.
     fn take_available(&self) -> i64 {
+        self.take_available_above(0)
+    }
+
+    /// Takes the spendable units beyond `keep` (never a debt) for returning.
+    fn take_available_above(&self, keep: i64) -> i64 {
         let mut current = self.available.load(Ordering::Acquire);
-        while current > 0 {
+        while current > keep {
             match self.available.compare_exchange_weak(
                 current,
-                0,
+                keep,
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => return current,
+                Ok(_) => return current - keep,
                 Err(actual) => current = actual,
             }
         }
@@ -652,11 +696,14 @@ mod tests {
         rpm.reserve(1, T0).unwrap();
         rpm.settle(1, 1, Path::Leased, T0);
         let busy = rpm.claim(T0 + 1_000).unwrap();
-        assert_eq!((busy.granted_total, busy.consumed_total), (10, 1));
-        assert!(busy.want_available >= 1);
+        // Demand was one request: it wants two on hand and gives back the other seven.
+        assert_eq!(busy.want_available, 2);
+        assert_eq!((busy.granted_total, busy.consumed_total), (3, 1));
+        assert_eq!(rpm.available(), 2);
+        invariant(&rpm);
 
         let idle = rpm.claim(T0 + IDLE_RETURN_MS).unwrap();
-        assert_eq!(idle.granted_total, 1, "the 9 unspent units go back");
+        assert_eq!(idle.granted_total, 1, "the unspent units go back");
         assert_eq!(idle.want_available, 0);
         assert_eq!(rpm.available(), 0);
         invariant(&rpm);
@@ -735,6 +782,33 @@ mod tests {
         assert_eq!(rpm.available(), 30);
         invariant(&rpm);
         assert_eq!(rpm.reserve(1, after + 10), Ok(Path::Leased));
+    }
+
+    #[test]
+    fn a_lease_that_runs_dry_while_the_plane_is_unreachable_falls_back_before_its_ttl() {
+        let f = fixture(2);
+        let rpm = f.counter(Metric::RequestsPerMinute, 20);
+        rpm.apply_grant(&grant(2, 20, 2), T0, TTL, T0);
+        for _ in 0..2 {
+            assert_eq!(rpm.reserve(1, T0 + 1), Ok(Path::Leased));
+            rpm.settle(1, 1, Path::Leased, T0 + 1);
+        }
+        // Reachable: a dry lease is a miss that a renewal may cure.
+        assert!(rpm.reserve(1, T0 + 2).unwrap_err().renewable);
+        assert!(!rpm.in_fallback());
+
+        // Unreachable: the safe share (20 / 2 = 10, two of which the window holds) at once.
+        f.limiter
+            .shared()
+            .plane_reachable
+            .store(false, Ordering::Relaxed);
+        for _ in 0..8 {
+            assert_eq!(rpm.reserve(1, T0 + 3), Ok(Path::Fallback));
+            rpm.settle(1, 1, Path::Fallback, T0 + 3);
+        }
+        assert!(rpm.in_fallback());
+        assert!(!rpm.reserve(1, T0 + 3).unwrap_err().renewable);
+        invariant(&rpm);
     }
 
     #[test]
