@@ -648,7 +648,7 @@ async fn limit_writes_are_audited_and_reach_the_config_snapshot() {
                 key_id.clone(),
                 CONCURRENT as i32,
                 2,
-                format!("key {key_prefix}…")
+                format!("{key_prefix}…")
             ),
         ]
     );

@@ -50,7 +50,7 @@ pub struct ScopeNames {
 
 impl Scope {
     /// The name shown in error messages and tables: "acme", "acme/platform",
-    /// "acme/platform/web", "acme/alice" (a user), "key tg_1a2b3c4d…" (a key's display prefix).
+    /// "acme/platform/web", "acme/alice" (a user), "tg_1a2b3c4d…" (a key's display prefix).
     /// Never a key's secret or an id a client should not see.
     pub fn display_name(&self) -> String {
         let names = &self.names;
@@ -65,7 +65,7 @@ impl Scope {
                 part(&names.project)
             ),
             ScopeKind::User => format!("{}/{}", names.org, part(&names.user)),
-            ScopeKind::Key => format!("key {}…", part(&names.key_prefix)),
+            ScopeKind::Key => format!("{}…", part(&names.key_prefix)),
         }
     }
 }
@@ -248,7 +248,7 @@ mod tests {
             (ScopeKind::Team, "acme/platform"),
             (ScopeKind::Project, "acme/platform/web"),
             (ScopeKind::User, "acme/alice"),
-            (ScopeKind::Key, "key tg_1a2b3c4d…"),
+            (ScopeKind::Key, "tg_1a2b3c4d…"),
         ];
         for (kind, expected) in cases {
             assert_eq!(scope(kind, names.clone()).display_name(), expected);

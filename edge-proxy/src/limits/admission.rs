@@ -39,16 +39,31 @@ impl std::fmt::Display for LimitExceeded {
             Metric::BudgetMicrosPerMonth => "Budget exceeded",
             _ => "Quota exceeded",
         };
+        let limit = if self.metric == Metric::BudgetMicrosPerMonth {
+            usd(self.limit)
+        } else {
+            self.limit.to_string()
+        };
         write!(
             f,
-            "{what} for {} on {} '{}': limit {}. Retry after {}.",
+            "{what} for {} on {} '{}': limit {limit}. Retry after {}.",
             self.metric.describe(),
             self.level.as_str(),
             self.scope_name,
-            self.limit,
             super::headers::format_duration_ms(self.retry_after_secs() * 1_000),
         )
     }
+}
+
+/// Micro-dollars as dollars for people: cents always, more digits only when they are not zero
+/// ("$500.00", "$0.012345").
+fn usd(micros: i64) -> String {
+    let sign = if micros < 0 { "-" } else { "" };
+    let micros = micros.unsigned_abs();
+    let fraction = format!("{:06}", micros % 1_000_000);
+    let fraction = fraction.trim_end_matches('0');
+    let fraction = format!("{fraction:0<2}");
+    format!("{sign}${}.{fraction}", micros / 1_000_000)
 }
 
 /// Why admission failed, and whether an immediate lease renewal may still admit it.
@@ -305,6 +320,24 @@ mod tests {
         }
         assert_eq!(limits.entries()[0].1.available(), 10);
         assert_eq!(limits.entries()[1].1.available(), 3);
+    }
+
+    #[test]
+    fn budget_messages_show_dollars() {
+        assert_eq!(usd(500_000_000), "$500.00");
+        assert_eq!(usd(12_345), "$0.012345");
+        assert_eq!(usd(1_500_000), "$1.50");
+        let exceeded = LimitExceeded {
+            level: Level::Project,
+            scope_name: "acme/ml/chatbot".to_owned(),
+            metric: Metric::BudgetMicrosPerMonth,
+            limit: 120_000_000,
+            retry_after_ms: 3_000,
+        };
+        assert_eq!(
+            exceeded.to_string(),
+            "Budget exceeded for monthly budget on project 'acme/ml/chatbot': limit $120.00. Retry after 3s."
+        );
     }
 
     #[test]

@@ -111,7 +111,7 @@ impl Metric {
             Self::TokensPerHour => "tokens per hour",
             Self::TokensPerDay => "tokens per day",
             Self::TokensPerMonth => "tokens per month",
-            Self::BudgetMicrosPerMonth => "monthly budget (micro-dollars)",
+            Self::BudgetMicrosPerMonth => "monthly budget",
             Self::ConcurrentRequests => "concurrent requests",
         }
     }
