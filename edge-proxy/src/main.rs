@@ -140,6 +140,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 spool: Arc::clone(&spool_state),
             };
             tokio::spawn(reporter.run(shutdown.clone()));
+            if let Some(known_edges) = state::known_edges(&args.state_dir) {
+                limiter.assume_known_edges(known_edges);
+            }
             let lease_client = LeaseClient::new(
                 control_plane.clone(),
                 join_token.clone(),
@@ -147,7 +150,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 Duration::from_millis(args.lease_interval_ms),
                 Arc::clone(&limiter),
                 Arc::clone(&runtime),
-            );
+            )
+            .remembering_known_edges_in(args.state_dir.clone());
             tokio::spawn(lease_client.run(shutdown.clone()));
             let config_client = ConfigClient {
                 control_plane,

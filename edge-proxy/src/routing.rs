@@ -1,5 +1,6 @@
 //! Route phase: from the model a client named to the provider that serves it, checking that the
-//! key may use it. Aliases, rules and splits will grow here.
+//! key may use it. Aliases, rules and splits will grow here; budget-aware downgrade will read
+//! `KeyLimits::budget_used_pct` (the edge's view of the key's most used monthly budget).
 
 use crate::config::runtime::{ModelRoute, Runtime};
 use crate::config::snapshot::VirtualKey;

@@ -125,6 +125,30 @@ async fn edges_keep_their_safe_share_when_the_control_plane_is_down() {
     for edge in &mut stack.edges {
         edge.assert_running();
     }
+
+    // An edge restarted while the plane is still down remembers there are 3 edges (its state
+    // dir): it serves from its saved snapshot and admits its share, not the whole limit.
+    stack.edges[0].restart().await;
+    stack.edges[0].wait_ready().await;
+    let restarted = stack.edges[0].client();
+    let mut admitted_after_restart = 0;
+    for _ in 0..RPM_LIMIT {
+        let reply = restarted
+            .chat(Some(&key.plaintext), &body)
+            .await
+            .expect("the restarted edge answers");
+        match reply.status {
+            200 => admitted_after_restart += 1,
+            429 => {
+                assert_limit_rejection(&reply, "requests_per_minute", &scope, Some(&tenant.team));
+            }
+            other => panic!("restarted edge answered {other}: {}", reply.body),
+        }
+    }
+    assert!(
+        (1..=SAFE_SHARE).contains(&admitted_after_restart),
+        "a restarted, cut-off edge admitted {admitted_after_restart}; its share is {SAFE_SHARE}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -15,6 +15,7 @@ const MAGIC: &[u8; 8] = b"TGSTATE1";
 const NONCE_LEN: usize = 12;
 const SNAPSHOT_FILE: &str = "config-snapshot.bin";
 const EDGE_ID_FILE: &str = "edge-id";
+const KNOWN_EDGES_FILE: &str = "known-edges";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -154,6 +155,31 @@ pub fn edge_id(dir: &Path) -> Result<String, StateError> {
     Ok(id)
 }
 
+/// The number of edges the plane last reported, kept so an edge restarted while the plane is
+/// down falls back to `limit / known edges` rather than assuming it is alone. `None` if never
+/// stored or unreadable (the caller then assumes one edge).
+pub fn known_edges(dir: &Path) -> Option<u32> {
+    fs::read_to_string(dir.join(KNOWN_EDGES_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|&count| count > 0)
+}
+
+/// Stores the known-edge count (temp file + rename, so a reader never sees half a number).
+pub fn save_known_edges(dir: &Path, count: u32) -> Result<(), StateError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io_error(dir))?;
+    let path = dir.join(KNOWN_EDGES_FILE);
+    let temp = dir.join(format!("{KNOWN_EDGES_FILE}.tmp"));
+    fs::write(&temp, count.to_string()).map_err(io_error(&temp))?;
+    fs::rename(&temp, &path).map_err(io_error(&path))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -185,6 +211,16 @@ mod tests {
         fs::write(&path, &on_disk).unwrap();
         let other = StateStore::open(dir.path(), "tgj_b").unwrap();
         assert!(other.load().is_err());
+    }
+
+    #[test]
+    fn known_edges_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(known_edges(dir.path()), None);
+        save_known_edges(dir.path(), 3).unwrap();
+        assert_eq!(known_edges(dir.path()), Some(3));
+        fs::write(dir.path().join(KNOWN_EDGES_FILE), "garbage").unwrap();
+        assert_eq!(known_edges(dir.path()), None);
     }
 
     #[test]

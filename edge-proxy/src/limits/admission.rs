@@ -115,6 +115,24 @@ impl KeyLimits {
         self.clock.unix_ms()
     }
 
+    /// The most used monthly budget over the key's levels, in percent of the configured budget
+    /// (the edge's estimate, as for the rate headers); `None` when no budget applies. This is
+    /// the hook for budget-aware routing (downgrade to a cheaper model at 80 % / 95 %).
+    pub fn budget_used_pct(&self) -> Option<u32> {
+        let now_ms = self.now_ms();
+        self.entries
+            .iter()
+            .filter(|(spec, _)| {
+                spec.key.metric == Metric::BudgetMicrosPerMonth && spec.configured_limit > 0
+            })
+            .map(|(spec, counter)| {
+                let view = counter.rate_view(now_ms);
+                let used = i128::from((view.limit - view.remaining).max(0));
+                u32::try_from(used * 100 / i128::from(spec.configured_limit)).unwrap_or(u32::MAX)
+            })
+            .max()
+    }
+
     /// Reserves `demand` against every limit, or none of them.
     pub fn try_admit(&self, demand: Demand) -> Result<Admission, Refusal> {
         let now_ms = self.clock.unix_ms();
@@ -320,6 +338,21 @@ mod tests {
         }
         assert_eq!(limits.entries()[0].1.available(), 10);
         assert_eq!(limits.entries()[1].1.available(), 3);
+    }
+
+    #[test]
+    fn budget_use_is_reported_for_routing_as_the_most_used_budget() {
+        let (limits, _clock) = leased(&[(spec(Level::Team, Metric::RequestsPerMinute, 60), 10)]);
+        assert_eq!(limits.budget_used_pct(), None);
+        // Nothing free at the plane; the edge holds 100 and 400 of 1000: 90 % and 60 % used.
+        let (limits, _clock) = leased(&[
+            (spec(Level::Org, Metric::BudgetMicrosPerMonth, 1_000), 400),
+            (
+                spec(Level::Project, Metric::BudgetMicrosPerMonth, 1_000),
+                100,
+            ),
+        ]);
+        assert_eq!(limits.budget_used_pct(), Some(90));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use super::spec::LimitKey;
 use crate::config::RuntimeHolder;
 use crate::config::client::Backoff;
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -43,6 +44,8 @@ pub struct LeaseClient {
     pub interval: Duration,
     pub limiter: Arc<Limiter>,
     pub runtime: Arc<RuntimeHolder>,
+    /// Where the known-edge count is kept across restarts (the state dir), if anywhere.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl LeaseClient {
@@ -62,7 +65,14 @@ impl LeaseClient {
             interval,
             limiter,
             runtime,
+            state_dir: None,
         }
+    }
+
+    /// Keeps the known-edge count in `dir`, so a restart during a plane outage uses it.
+    pub fn remembering_known_edges_in(mut self, dir: PathBuf) -> Self {
+        self.state_dir = Some(dir);
+        self
     }
 
     /// Runs until `shutdown`.
@@ -162,9 +172,11 @@ impl LeaseClient {
         };
         shared.metrics.lease_request(true);
         shared.plane_reachable.store(true, Ordering::Relaxed);
-        shared
-            .known_edges
-            .store(response.known_edges.max(1), Ordering::Relaxed);
+        let known_edges = response.known_edges.max(1);
+        let previous = shared.known_edges.swap(known_edges, Ordering::Relaxed);
+        if previous != known_edges {
+            self.remember_known_edges(known_edges).await;
+        }
         if response.lease_ttl_ms > 0 {
             shared
                 .lease_ttl_ms
@@ -187,6 +199,23 @@ impl LeaseClient {
             }
         }
         Ok(())
+    }
+}
+
+impl LeaseClient {
+    async fn remember_known_edges(&self, count: u32) {
+        let Some(dir) = self.state_dir.clone() else {
+            return;
+        };
+        let saved = tokio::task::spawn_blocking(move || {
+            crate::config::state::save_known_edges(&dir, count)
+        })
+        .await;
+        match saved {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!(error = %err, "cannot store the known-edge count"),
+            Err(err) => tracing::warn!(error = %err, "storing the known-edge count panicked"),
+        }
     }
 }
 

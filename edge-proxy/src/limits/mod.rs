@@ -101,6 +101,13 @@ impl Limiter {
         self.shared.known_edges.load(Ordering::Relaxed)
     }
 
+    /// Starts from the edge count remembered from an earlier run, until the plane answers.
+    pub fn assume_known_edges(&self, count: u32) {
+        self.shared
+            .known_edges
+            .store(count.max(1), Ordering::Relaxed);
+    }
+
     /// Brings the counter set in line with a (newer) runtime's limits: counters of unchanged
     /// limits carry over with their state, new ones start empty, a changed value is flagged so
     /// the lease is returned, removed limits are dropped. Older runtimes change nothing.
