@@ -342,6 +342,19 @@ async fn invalid_limit_writes_name_the_field_or_scope_and_change_nothing() {
             &["requests_per_minute"],
         ),
         (
+            &[
+                "limits", "set", "--org", "acme", "--key", "tg_0000", "--rpm", "5",
+            ],
+            &["scope.key"],
+        ),
+        (
+            &[
+                "limits", "set", "--org", "acme", "--team", "platform", "--user", "alice", "--rpm",
+                "5",
+            ],
+            &["scope.user"],
+        ),
+        (
             &["limits", "set", "--org", "acme", "--tpm", "-5"],
             &["tokens_per_minute"],
         ),
@@ -847,4 +860,66 @@ async fn seed_demo_gives_the_demo_team_generous_limits_and_keeps_changes() {
     let policy = cp.ctl_json(&args(&["get"], &scope, &[])).await;
     assert_eq!(limits_of(&policy)[0], (RPM, 5_000, 80, 100));
     assert_eq!(limits_of(&policy).len(), 3);
+}
+
+/// Edges drop a removed limit's counter and count from zero if it is set again; the plane must
+/// forget the sessions' figures with it, or it would read the new figures as already counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_limit_forgets_edge_sessions_but_keeps_what_was_spent() {
+    let db = TestDb::create().await;
+    let cp = ControlPlane::start(&db).await;
+    acme(&cp).await;
+    let policy = cp
+        .ctl_json(&args(&["set"], TEAM, &["--rpm", "60", "--tpm", "1000"]))
+        .await;
+    let team_id = Uuid::parse_str(policy["scope_id"].as_str().unwrap()).unwrap();
+    for metric in ["requests_per_minute", "tokens_per_minute"] {
+        let counter: i64 = sqlx::query_scalar(
+            "INSERT INTO limit_counters (scope_kind, scope_id, metric, period_start)
+             VALUES ('team', $1, $2, 'epoch') RETURNING id",
+        )
+        .bind(team_id)
+        .bind(metric)
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO limit_leases (counter_id, session_id, edge_id, granted_total,
+                                       consumed_total, expires_at)
+             VALUES ($1, 's1', 'e1', 5000, 4990, now() + interval '10 seconds')",
+        )
+        .bind(counter)
+        .execute(db.pool())
+        .await
+        .unwrap();
+        sqlx::query("INSERT INTO limit_window_usage (counter_id, second, units) VALUES ($1, date_trunc('second', now()), 7)")
+            .bind(counter)
+            .execute(db.pool())
+            .await
+            .unwrap();
+    }
+
+    cp.ctl_json(&args(&["remove"], TEAM, &["--rpm"])).await;
+
+    let leases: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT c.metric, count(l.session_id) FROM limit_counters c
+         LEFT JOIN limit_leases l ON l.counter_id = c.id
+         GROUP BY c.metric ORDER BY c.metric",
+    )
+    .fetch_all(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        leases,
+        [
+            ("requests_per_minute".to_owned(), 0),
+            ("tokens_per_minute".to_owned(), 1)
+        ],
+        "the removed limit's sessions are gone, the other limit's stay, both counters stay"
+    );
+    let spent: i64 = sqlx::query_scalar("SELECT sum(units)::bigint FROM limit_window_usage")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(spent, 14, "what was spent in the window still counts");
 }

@@ -515,6 +515,26 @@ async fn limits_lease_period_rollover_restarts_a_sessions_figures() {
     assert_eq!(renewed.used, 400);
 }
 
+/// An edge that started while the plane was down spent its safe share with no period known; its
+/// first claim (period 0) must count that spend in the current period, not drop it.
+#[tokio::test]
+async fn limits_lease_spend_claimed_before_any_grant_counts_in_the_current_period() {
+    let world = World::create("UTC").await;
+    let key = world.team_limit(Metric::TokensPerDay, 1_000, 80, 100).await;
+    let now = mid_november();
+    let first = lease_at(world.pool(), "a", key, 0, figures(0, 250, 0, 100), now).await;
+    assert_eq!(
+        first.used, 350,
+        "250 spent before the grant + 100 granted now"
+    );
+    // The grant covers what was spent (no debt) plus the 100 the edge wants on hand.
+    assert_eq!(first.granted_total, 350);
+    assert_eq!(
+        scalar(world.pool(), "SELECT consumed FROM limit_counters").await,
+        250
+    );
+}
+
 #[tokio::test]
 async fn limits_lease_ledger_seeding_counts_usage_already_in_the_period() {
     let world = World::create("America/New_York").await;

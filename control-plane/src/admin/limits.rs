@@ -59,6 +59,16 @@ fn parse_scope(scope: Option<&pb::LimitScopeRef>) -> Result<ScopeSpec<'_>, Admin
         ));
     };
     if !scope.key.is_empty() {
+        // A key names its own org, team and project; other names could only disagree with it.
+        if [&scope.org, &scope.team, &scope.project, &scope.user]
+            .iter()
+            .any(|name| !name.is_empty())
+        {
+            return Err(AdminError::invalid(
+                "scope.key",
+                "a key scope takes no org, team, project or user",
+            ));
+        }
         return Ok(ScopeSpec::Key { key: &scope.key });
     }
     let org = || -> Result<&str, AdminError> {
@@ -71,6 +81,12 @@ fn parse_scope(scope: Option<&pb::LimitScopeRef>) -> Result<ScopeSpec<'_>, Admin
         validate::entity_name("scope.org", &scope.org)
     };
     if !scope.user.is_empty() {
+        if !scope.team.is_empty() || !scope.project.is_empty() {
+            return Err(AdminError::invalid(
+                "scope.user",
+                "a user scope takes an org only (users belong to the org, not to a team)",
+            ));
+        }
         let user = validate::entity_name("scope.user", &scope.user)?;
         return Ok(ScopeSpec::User { org: org()?, user });
     }
@@ -524,6 +540,20 @@ impl AdminApi {
         )
         .execute(&mut *tx)
         .await?;
+        // Edges drop a removed limit's counter and start from zero if it comes back, so the
+        // sessions' cumulative figures must go too (else the plane would read the new figures
+        // as below the old ones and count nothing). The counters stay: what was spent in the
+        // window or period still counts if the limit is set again.
+        sqlx::query!(
+            "DELETE FROM limit_leases WHERE counter_id IN (
+                 SELECT id FROM limit_counters
+                 WHERE scope_kind = $1 AND scope_id = $2 AND metric = ANY($3))",
+            scope.kind.as_str(),
+            scope.id,
+            &removed
+        )
+        .execute(&mut *tx)
+        .await?;
         let after = fetch_policy(&mut tx, &scope).await?;
         let entry = AuditEntry {
             actor,
@@ -733,15 +763,11 @@ mod tests {
                 },
             ),
             (
-                scope("acme", "platform", "", "alice", ""),
+                scope("acme", "", "", "alice", ""),
                 ScopeSpec::User {
                     org: "acme",
                     user: "alice",
                 },
-            ),
-            (
-                scope("acme", "", "", "", "tg_1a2b3c4d"),
-                ScopeSpec::Key { key: "tg_1a2b3c4d" },
             ),
             (
                 scope("", "", "", "", "tg_1a2b3c4d"),
@@ -755,6 +781,20 @@ mod tests {
                 "{reference:?}"
             );
         }
+    }
+
+    #[test]
+    fn names_that_could_contradict_a_key_or_user_scope_are_refused() {
+        assert_eq!(
+            invalid_field(parse_scope(Some(&scope("acme", "", "", "", "tg_1a2b3c4d")))),
+            "scope.key"
+        );
+        assert_eq!(
+            invalid_field(parse_scope(Some(&scope(
+                "acme", "platform", "", "alice", ""
+            )))),
+            "scope.user"
+        );
     }
 
     #[test]

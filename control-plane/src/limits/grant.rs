@@ -172,7 +172,9 @@ impl CounterState {
                 charged.push(charge);
             }
         }
-        let total: i64 = charged.iter().sum();
+        let total: i64 = charged
+            .iter()
+            .fold(0, |sum, charge| sum.saturating_add(*charge));
         self.spend(now_ms, total);
         total
     }
@@ -233,7 +235,14 @@ impl CounterState {
             // Cumulative consumption never goes down within a period: an older, delayed copy of
             // a request must not make the next one count the same units again.
             lease.consumed_total = lease.consumed_total.max(claim.consumed_total);
-            lease.granted_total = lease.granted_total.min(claim.granted_total);
+            // Returns lower the grant; but never below what the edge has spent and holds in
+            // flight. Spend beyond the grant (a safe share spent while cut off, or a provider
+            // reporting more than the reservation) is already counted as consumed; leaving the
+            // grant below it would hide the reservations in flight and leave the edge in debt.
+            lease.granted_total = lease
+                .granted_total
+                .min(claim.granted_total)
+                .max(claim.consumed_total.saturating_add(claim.reserved));
             lease.edge_id = edge_id.to_owned();
             lease.reserved = claim.reserved;
             lease.want_available = claim.want_available;
@@ -250,7 +259,7 @@ impl CounterState {
             .iter()
             .filter(|l| l.is_live(now_ms))
             .map(|l| l.outstanding(self.window))
-            .sum();
+            .fold(0, i64::saturating_add);
         self.consumed_in_window(now_ms).saturating_add(outstanding)
     }
 
@@ -261,7 +270,7 @@ impl CounterState {
                 .window_usage
                 .range(now_ms - WINDOW_COUNT_MS + 1..)
                 .map(|(_, units)| *units)
-                .sum(),
+                .fold(0, i64::saturating_add),
             Window::Concurrent => 0,
         }
     }
@@ -278,7 +287,7 @@ impl CounterState {
             .iter()
             .filter(|l| l.is_live(now_ms))
             .map(Lease::want_extra)
-            .sum();
+            .fold(0, i64::saturating_add);
         let grant = split_grant(free, self.leases[index].want_extra(), total_want_extra);
         let lease = &mut self.leases[index];
         lease.granted_total = lease.granted_total.saturating_add(grant);

@@ -89,9 +89,18 @@ impl From<LimitKey> for pb::LimitKey {
     }
 }
 
+/// Far above any real limit (a quadrillion tokens or a billion dollars), far below where sums
+/// of a few thousand figures could overflow an i64.
+const MAX_FIGURE: i64 = 1_000_000_000_000_000;
+
 fn not_negative(field: &'static str, value: i64) -> Result<i64, AdminError> {
     if value < 0 {
         Err(AdminError::invalid(field, format!("{value} is negative")))
+    } else if value > MAX_FIGURE {
+        Err(AdminError::invalid(
+            field,
+            format!("{value} is above {MAX_FIGURE}"),
+        ))
     } else {
         Ok(value)
     }

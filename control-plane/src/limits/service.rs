@@ -7,7 +7,6 @@ use super::metrics::{LeaseCallOutcome, Metrics};
 use super::store::{LeaseOutcome, process_lease};
 use crate::auth::verify_join_token;
 use crate::error::AdminError;
-use chrono::Utc;
 use sqlx::PgPool;
 use std::time::Duration;
 use tollgate_proto::v1 as pb;
@@ -42,7 +41,11 @@ impl LeaseService {
     ) -> Result<pb::LeaseResponse, AdminError> {
         verify_join_token(&self.pool, request.metadata()).await?;
         let request = LeaseRequest::try_from(request.into_inner())?;
-        let now = Utc::now();
+        // The database's clock, not this replica's: replicas with skewed clocks must agree on
+        // when a lease expires and which period a claim belongs to.
+        let now = sqlx::query_scalar!(r#"SELECT now() AS "now!""#)
+            .fetch_one(&self.pool)
+            .await?;
         let outcome = process_lease(&self.pool, &request, now, self.lease_ttl).await?;
         self.metrics.lease_claims(request.claims.len());
         for (kind, metric) in &outcome.alerts_recorded {

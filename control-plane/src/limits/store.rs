@@ -209,7 +209,7 @@ async fn process_in(
     let mut seeded: HashMap<i64, i64> = HashMap::new();
     for ((key, start_ms), id) in &created {
         if let Window::Calendar(_) = key.metric.window()
-            && !has_earlier_counter(conn, key, *start_ms).await?
+            && !follows_a_counted_period(conn, key, *start_ms).await?
         {
             let spent = ledger_spend(conn, key, to_time(*start_ms)?, now).await?;
             seeded.insert(*id, spent);
@@ -375,8 +375,13 @@ async fn process_in(
     })
 }
 
+/// A claim for a calendar period that has ended. A claim naming no period (0: the edge has had
+/// no grant yet, e.g. it started while the plane was down and spent its safe share) belongs to
+/// the current period, so that spend is counted rather than dropped.
 fn is_old_period(claim: &LeaseClaim, period: &CurrentPeriod) -> bool {
-    period.end_ms.is_some() && claim.period_start_ms != period.start_ms
+    period.end_ms.is_some()
+        && claim.period_start_ms != 0
+        && claim.period_start_ms != period.start_ms
 }
 
 async fn known_edges(conn: &mut PgConnection, now: DateTime<Utc>) -> Result<u32, LeaseError> {
@@ -542,7 +547,11 @@ async fn lock_counters(
     Ok(rows.into_iter().map(|row| (row.id, row.consumed)).collect())
 }
 
-async fn has_earlier_counter(
+/// Whether the period just before this one was counted (its counter ends where this one
+/// starts). Then this period starts at zero: its spend arrives through leases. Otherwise (the
+/// limit is new, came back after a gap, or the org changed time zone) the ledger says what was
+/// already spent since the period began.
+async fn follows_a_counted_period(
     conn: &mut PgConnection,
     key: &LimitKey,
     start_ms: i64,
@@ -550,7 +559,7 @@ async fn has_earlier_counter(
     let earlier = sqlx::query_scalar!(
         r#"SELECT EXISTS (SELECT 1 FROM limit_counters
                           WHERE scope_kind = $1 AND scope_id = $2 AND metric = $3
-                            AND period_start < $4) AS "earlier!""#,
+                            AND period_end = $4) AS "earlier!""#,
         key.scope.as_str(),
         key.scope_id,
         key.metric.as_str(),

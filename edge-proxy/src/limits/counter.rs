@@ -225,6 +225,15 @@ impl Counter {
                     reserved => reserved,
                 }
             }
+            // The lease lapsed (an idle counter is not renewed). While the plane answers, ask
+            // for a new one rather than spend a safe share that ignores the other edges' use.
+            MODE_LEASED if self.shared.plane_reachable.load(Ordering::Relaxed) => {
+                self.shared.urgent.notify_one();
+                Err(Miss {
+                    retry_after_ms: MIN_RETRY_MS,
+                    renewable: true,
+                })
+            }
             MODE_LEASED => {
                 self.expire_lease(now_ms);
                 self.reserve_local(units, now_ms)
@@ -390,14 +399,20 @@ impl Counter {
     pub(crate) fn would_miss(&self, units: i64, now_ms: i64) -> Option<Miss> {
         let leased = self.mode.load(Ordering::Acquire) == MODE_LEASED
             && now_ms <= self.valid_until_ms.load(Ordering::Acquire);
+        let reachable = self.shared.plane_reachable.load(Ordering::Relaxed);
         if leased {
             if self.available.load(Ordering::Acquire) >= units {
                 return None;
             }
-            if self.shared.plane_reachable.load(Ordering::Relaxed) {
+            if reachable {
                 return Some(self.leased_miss(now_ms));
             }
             self.enter_fallback(now_ms, "lease ran out while the plane is unreachable");
+        } else if self.mode.load(Ordering::Acquire) == MODE_LEASED && reachable {
+            return Some(Miss {
+                retry_after_ms: MIN_RETRY_MS,
+                renewable: true,
+            });
         } else {
             self.expire_lease(now_ms);
         }
@@ -535,12 +550,17 @@ impl Counter {
         if matches!(self.mode.load(Ordering::Acquire), MODE_LOCAL | MODE_RETIRED) {
             return false;
         }
+        // The first grant adopts its period without restarting: the plane counted what this
+        // edge spent before it (claimed with no period) into the current period.
         let rollover = self.window_kind == Window::Calendar
+            && lease.period_start_ms != 0
             && grant.period_start_unix_ms != lease.period_start_ms;
         let mut delta = grant.granted_total - lease.granted_total;
         if rollover {
             // available = G − C − R: with C restarting at 0 it grows by the old C.
             delta += self.consumed_total.swap(0, Ordering::AcqRel);
+        }
+        if self.window_kind == Window::Calendar {
             lease.period_start_ms = grant.period_start_unix_ms;
         }
         self.available.fetch_add(delta, Ordering::AcqRel);
@@ -634,6 +654,14 @@ mod tests {
     }
 
     impl Fixture {
+        /// The lease client's last call failed: lapsed leases fall back instead of waiting.
+        fn plane_down(&self) {
+            self.limiter
+                .shared()
+                .plane_reachable
+                .store(false, Ordering::Relaxed);
+        }
+
         fn counter(&self, metric: Metric, limit: i64) -> Counter {
             let key = LimitKey {
                 level: Level::Team,
@@ -758,6 +786,7 @@ mod tests {
     #[test]
     fn an_expired_lease_falls_back_to_the_safe_share_and_the_next_grant_restores_it() {
         let f = fixture(3);
+        f.plane_down();
         let rpm = f.counter(Metric::RequestsPerMinute, 30);
         rpm.apply_grant(&grant(30, 30, 30), T0, TTL, T0);
         assert_eq!(rpm.reserve(1, T0 + TTL), Ok(Path::Leased));
@@ -812,8 +841,25 @@ mod tests {
     }
 
     #[test]
+    fn a_lapsed_lease_asks_for_a_renewal_while_the_plane_answers() {
+        let f = fixture(3);
+        let rpm = f.counter(Metric::RequestsPerMinute, 30);
+        rpm.apply_grant(&grant(5, 30, 30), T0, TTL, T0);
+        // Idle past the TTL (an idle counter is not renewed), the plane still answering.
+        let miss = rpm.reserve(1, T0 + TTL + 1).unwrap_err();
+        assert!(miss.renewable);
+        assert!(!rpm.in_fallback());
+        assert_eq!(f.metrics.fallback_active(), 0);
+        // The renewal arrives: leased again, no safe share spent meanwhile.
+        rpm.apply_grant(&grant(10, 30, 30), T0 + TTL + 2, TTL, T0 + TTL + 2);
+        assert_eq!(rpm.reserve(1, T0 + TTL + 3), Ok(Path::Leased));
+        invariant(&rpm);
+    }
+
+    #[test]
     fn concurrency_falls_back_to_a_share_of_the_slots() {
         let f = fixture(2);
+        f.plane_down();
         let slots = f.counter(Metric::ConcurrentRequests, 5);
         // Never granted: after one TTL of waiting it enforces floor(5 / 2) = 2 slots.
         let later = T0 + TTL + 1;
@@ -828,6 +874,7 @@ mod tests {
     #[test]
     fn calendar_fallback_spends_the_remaining_share_then_the_next_periods_share() {
         let f = fixture(2);
+        f.plane_down();
         let day = f.counter(Metric::TokensPerDay, 1_000);
         let period_end = T0 + 3_600_000;
         day.apply_grant(

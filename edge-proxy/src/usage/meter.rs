@@ -18,6 +18,10 @@ use crate::providers::ProviderError;
 use crate::tokens::TokenCounter;
 use std::time::Instant;
 
+/// Most tokens or micro-dollars one request can settle against limits (a billion: far beyond
+/// any real request, far below overflowing the counters).
+const MAX_SETTLED_UNITS: u64 = 1_000_000_000;
+
 /// HTTP status recorded for a client that went away (nginx's convention; never sent).
 const CLIENT_CLOSED_REQUEST: u16 = 499;
 
@@ -258,10 +262,15 @@ impl RequestMeter {
             event.latency_ms = millis(self.started.elapsed());
             event.ttft_ms = self.first_output_at.map(|at| millis(at - self.started));
             if let Some(admission) = self.admission.take() {
+                // Clamped: an absurd provider report must not overflow the counters' sums (and
+                // with them every lease claim this edge sends).
+                let tokens = usage.input_tokens.saturating_add(usage.output_tokens);
                 admission.settle(Demand {
-                    tokens: i64::try_from(usage.input_tokens.saturating_add(usage.output_tokens))
-                        .unwrap_or(i64::MAX),
-                    cost_micros: settlement.cost_micros.unwrap_or(0),
+                    tokens: i64::try_from(tokens.min(MAX_SETTLED_UNITS)).unwrap_or(0),
+                    cost_micros: settlement
+                        .cost_micros
+                        .unwrap_or(0)
+                        .clamp(0, MAX_SETTLED_UNITS as i64),
                 });
             }
             self.sink.record(event);
