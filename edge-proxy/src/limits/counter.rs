@@ -352,6 +352,13 @@ impl Counter {
     /// concurrent requests cannot both take the last units.
     fn reserve_local(&self, units: i64, now_ms: i64) -> Result<Path, Miss> {
         let mut lease = self.lock();
+        // A grant may have landed since the caller read the mode: then the lease decides.
+        if self.mode.load(Ordering::Acquire) == MODE_LEASED
+            && now_ms <= self.valid_until_ms.load(Ordering::Acquire)
+        {
+            drop(lease);
+            return self.reserve_leased(units, now_ms);
+        }
         let known_edges = self.known_edges();
         let limit = self.enforced_limit();
         let reserved = self.reserved.load(Ordering::Acquire);
