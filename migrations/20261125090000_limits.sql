@@ -90,8 +90,13 @@ CREATE TABLE limit_alerts (
     webhook_delivered_at    TIMESTAMPTZ,
     webhook_attempts        INTEGER NOT NULL DEFAULT 0,
     webhook_last_error      TEXT,
+    -- When delivery is tried next: set from the last failed attempt, so an alert that waited
+    -- through a receiver outage (or recorded before a webhook was configured) is not retried
+    -- in a burst.
+    webhook_next_attempt_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     -- One alert of each kind per limit and period.
     UNIQUE (scope_kind, scope_id, metric, period_start, kind)
 );
 CREATE INDEX limit_alerts_created ON limit_alerts (created_at);
-CREATE INDEX limit_alerts_undelivered ON limit_alerts (created_at) WHERE webhook_delivered_at IS NULL;
+CREATE INDEX limit_alerts_undelivered ON limit_alerts (webhook_next_attempt_at)
+    WHERE webhook_delivered_at IS NULL;

@@ -70,14 +70,6 @@ pub fn backoff_secs(attempts: u32) -> u64 {
     1u64.checked_shl(attempts).unwrap_or(u64::MAX).min(CAP_SECS)
 }
 
-/// When an alert that failed `attempts` times is due again, measured from its creation: the sum
-/// of the backoffs so far. Derived from the row alone, so every replica agrees on it. The query
-/// in [`deliver_due`] computes the same in SQL (`2^n − 1` up to 9 attempts, then 300 s more per
-/// attempt); the database tests check the schedule.
-pub fn due_after_secs(attempts: u32) -> u64 {
-    (0..attempts).map(backoff_secs).sum()
-}
-
 /// What one round did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Round {
@@ -96,14 +88,10 @@ pub async fn deliver_due(
     let mut tx = pool.begin().await?;
     let rows = sqlx::query!(
         r#"SELECT id, org_id, scope_kind, scope_id, metric, kind, threshold_pct, used,
-                  limit_value, period_start, period_end, created_at
+                  limit_value, period_start, period_end, created_at, webhook_attempts
            FROM limit_alerts
-           WHERE webhook_delivered_at IS NULL
-             -- due_after_secs(webhook_attempts), see below
-             AND created_at + make_interval(secs => CASE
-                     WHEN webhook_attempts <= 9 THEN power(2, webhook_attempts) - 1
-                     ELSE 511 + (webhook_attempts - 9) * 300.0 END) <= $1
-           ORDER BY created_at
+           WHERE webhook_delivered_at IS NULL AND webhook_next_attempt_at <= $1
+           ORDER BY webhook_next_attempt_at
            LIMIT $2
            FOR UPDATE SKIP LOCKED"#,
         now,
@@ -111,6 +99,7 @@ pub async fn deliver_due(
     )
     .fetch_all(&mut *tx)
     .await?;
+    let attempts: Vec<i32> = rows.iter().map(|row| row.webhook_attempts).collect();
     let due: Vec<AlertPayload> = rows
         .into_iter()
         .map(|row| AlertPayload {
@@ -135,11 +124,15 @@ pub async fn deliver_due(
     let mut delivered = Vec::new();
     let mut failed_ids = Vec::new();
     let mut failed_errors = Vec::new();
-    for (alert, result) in due.iter().zip(results) {
+    let mut next_attempts = Vec::new();
+    for ((alert, attempts), result) in due.iter().zip(attempts).zip(results) {
         match result {
             Ok(()) => delivered.push(alert.id),
             Err(error) => {
                 tracing::warn!(alert_id = %alert.id, %error, "alert webhook failed; will retry");
+                let wait = backoff_secs(u32::try_from(attempts).unwrap_or(0));
+                next_attempts
+                    .push(now + chrono::Duration::seconds(i64::try_from(wait).unwrap_or(300)));
                 failed_ids.push(alert.id);
                 failed_errors.push(error);
             }
@@ -156,11 +149,13 @@ pub async fn deliver_due(
     .await?;
     sqlx::query!(
         "UPDATE limit_alerts a SET webhook_attempts = a.webhook_attempts + 1,
-                                   webhook_last_error = f.error
-         FROM UNNEST($1::uuid[], $2::text[]) AS f(id, error)
+                                   webhook_last_error = f.error,
+                                   webhook_next_attempt_at = f.next_attempt_at
+         FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[]) AS f(id, error, next_attempt_at)
          WHERE a.id = f.id",
         &failed_ids,
         &failed_errors,
+        &next_attempts,
     )
     .execute(&mut *tx)
     .await?;
@@ -226,14 +221,6 @@ mod tests {
         let waits: Vec<u64> = (0..12).map(backoff_secs).collect();
         assert_eq!(waits, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
         assert_eq!(backoff_secs(200), 300);
-    }
-
-    #[test]
-    fn an_alert_is_due_at_once_then_after_the_sum_of_its_backoffs() {
-        assert_eq!(due_after_secs(0), 0);
-        assert_eq!(due_after_secs(1), 1);
-        assert_eq!(due_after_secs(3), 7);
-        assert_eq!(due_after_secs(11), 511 + 600);
     }
 
     #[test]

@@ -835,8 +835,9 @@ async fn record_alerts(
         .collect::<Result<Vec<_>, _>>()?;
     let rows = sqlx::query!(
         r#"INSERT INTO limit_alerts (scope_kind, scope_id, org_id, metric, kind, threshold_pct,
-                                     used, limit_value, period_start, period_end, created_at)
-           SELECT u.*, $11::timestamptz
+                                     used, limit_value, period_start, period_end, created_at,
+                                     webhook_next_attempt_at)
+           SELECT u.*, $11::timestamptz, $11::timestamptz
            FROM UNNEST($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::int4[],
                        $7::int8[], $8::int8[], $9::timestamptz[], $10::timestamptz[])
                 AS u(scope_kind, scope_id, org_id, metric, kind, threshold_pct, used,
