@@ -535,6 +535,44 @@ async fn limits_lease_spend_claimed_before_any_grant_counts_in_the_current_perio
     );
 }
 
+/// A time-zone change moves the period's bounds; the new period's counter must not start from
+/// zero but count what the ledger holds since the new start.
+#[tokio::test]
+async fn limits_lease_a_time_zone_change_keeps_the_months_spend() {
+    let world = World::create("UTC").await;
+    let budget = world
+        .team_limit(Metric::BudgetMicrosPerMonth, 100_000, 80, 100)
+        .await;
+    let now = mid_november();
+    // The budget was in use under UTC: a grant, then 40_000 µ$ spent, as the ledger also shows.
+    let utc = lease_at(world.pool(), "a", budget, 0, figures(0, 0, 0, 50_000), now).await;
+    world
+        .usage_event(now + Duration::seconds(1), 10, 10, Some(40_000))
+        .await;
+    lease_at(
+        world.pool(),
+        "a",
+        budget,
+        utc.period_start_ms,
+        figures(utc.granted_total, 40_000, 0, 0),
+        now + Duration::seconds(2),
+    )
+    .await;
+
+    sqlx::query("UPDATE orgs SET time_zone = 'America/New_York' WHERE id = $1")
+        .bind(world.org)
+        .execute(world.pool())
+        .await
+        .unwrap();
+    let later = now + Duration::seconds(3);
+    let ny = lease_at(world.pool(), "b", budget, 0, figures(0, 0, 0, 0), later).await;
+    assert_ne!(ny.period_start_ms, utc.period_start_ms, "the period moved");
+    assert_eq!(
+        ny.used, 40_000,
+        "the month's spend carried into the new zone's period"
+    );
+}
+
 #[tokio::test]
 async fn limits_lease_ledger_seeding_counts_usage_already_in_the_period() {
     let world = World::create("America/New_York").await;
