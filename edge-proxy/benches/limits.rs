@@ -104,7 +104,7 @@ fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = Runtime::compile(
         Snapshot::try_from(snapshot()).unwrap(),
-        &reqwest::Client::new(),
+        &tollgate_edge_proxy::providers::clients::HttpClients::new(),
     )
     .unwrap();
     let limiter = Arc::new(Limiter::new(

@@ -42,7 +42,7 @@ const WARMUP: usize = 2_000;
 const CONCURRENCY: usize = 8;
 
 async fn serve(sink: UsageSink, spool: Arc<SpoolState>) -> String {
-    let http_client = reqwest::Client::new();
+    let http_client = tollgate_edge_proxy::providers::clients::HttpClients::new();
     let runtime = Arc::new(RuntimeHolder::new());
     runtime.store(Runtime::compile(file::parse(CONFIG).unwrap(), &http_client).unwrap());
     let state = Arc::new(AppState {

@@ -56,7 +56,7 @@ mod tests {
         wire.virtual_keys[0].expires_at_unix_ms = expires_at_unix_ms;
         Runtime::compile(
             Snapshot::try_from(wire).unwrap(),
-            &crate::providers::test_http_client(),
+            &crate::providers::test_http_clients(),
         )
         .unwrap()
     }

@@ -17,6 +17,7 @@ use tollgate_edge_proxy::limits::Limiter;
 use tollgate_edge_proxy::limits::clock::SystemClock;
 use tollgate_edge_proxy::limits::lease_client::LeaseClient;
 use tollgate_edge_proxy::metrics::Metrics;
+use tollgate_edge_proxy::providers::clients::HttpClients;
 use tollgate_edge_proxy::tokens::TokenCounter;
 use tollgate_edge_proxy::usage::meter::MeterContext;
 use tollgate_edge_proxy::usage::reporter::UsageReporter;
@@ -91,13 +92,8 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    // One pooled client for every provider and every config version.
-    let http_client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .pool_idle_timeout(Duration::from_secs(90))
-        .tcp_nodelay(true)
-        .build()
-        .context("cannot build the HTTP client")?;
+    // Pooled clients (one per connect timeout) for every provider and every config version.
+    let http_client = HttpClients::new();
     let runtime = Arc::new(RuntimeHolder::new());
     let shutdown = CancellationToken::new();
     let edge_id = match args.edge_id {

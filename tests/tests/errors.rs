@@ -243,7 +243,7 @@ async fn upstream_slower_than_provider_timeout_gets_504() {
         .unwrap();
     let elapsed = started.elapsed();
 
-    reply.assert_openai_error(504, "upstream_error", "upstream_timeout", None);
+    reply.assert_openai_error(504, "upstream_error", "upstream_total_timeout", None);
     assert!(
         elapsed < Duration::from_millis(1500),
         "the edge should give up after ~300 ms, took {elapsed:?}"

@@ -1,6 +1,9 @@
-//! The OpenAI wire format, as clients and OpenAI-compatible upstreams speak it. Requests are
-//! parsed into these types once at the boundary; unknown fields are kept and passed through.
+//! The wire formats clients speak: OpenAI's (chat, embeddings, models) and Anthropic's Messages
+//! API. Requests are parsed into these types once at the boundary; unknown fields are kept and
+//! passed through.
 
 pub mod chat;
+pub mod embeddings;
 mod fields;
+pub mod messages;
 pub mod models;

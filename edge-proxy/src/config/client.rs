@@ -6,6 +6,7 @@ use super::RuntimeHolder;
 use super::runtime::Runtime;
 use super::snapshot::Snapshot;
 use super::state::StateStore;
+use crate::providers::clients::HttpClients;
 use prost::Message;
 use rand::Rng;
 use std::sync::Arc;
@@ -41,7 +42,7 @@ pub struct ConfigClient {
     pub region: String,
     pub runtime: Arc<RuntimeHolder>,
     pub state: Option<Arc<StateStore>>,
-    pub http: reqwest::Client,
+    pub http: HttpClients,
 }
 
 /// Capped exponential backoff with full jitter, so a fleet of edges does not reconnect in step.
@@ -196,7 +197,7 @@ async fn persist(state: Arc<StateStore>, encoded: Vec<u8>) {
 }
 
 /// Loads the snapshot saved by an earlier run, if any, and compiles it.
-pub async fn restore(state: Arc<StateStore>, http: &reqwest::Client) -> Option<Runtime> {
+pub async fn restore(state: Arc<StateStore>, http: &HttpClients) -> Option<Runtime> {
     let loaded = tokio::task::spawn_blocking(move || state.load()).await;
     let bytes = match loaded {
         Ok(Ok(Some(bytes))) => bytes,

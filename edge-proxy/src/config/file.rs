@@ -2,7 +2,7 @@
 //! would send, from a TOML file, for a laptop or a single box without Postgres.
 
 use super::snapshot::{
-    DEFAULT_MAX_OUTPUT_TOKENS, DEFAULT_REQUEST_TIMEOUT, ModelConfig, Owner, ProviderConfig,
+    DEFAULT_MAX_OUTPUT_TOKENS, HttpEndpoint, ModelConfig, ModelTimeouts, Owner, ProviderConfig,
     ProviderKind, Snapshot, VirtualKey,
 };
 use crate::pricing::{Price, PriceSchedule};
@@ -10,7 +10,6 @@ use crate::providers::mock::MockSettings;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::path::Path;
-use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FileConfigError {
@@ -49,8 +48,12 @@ struct FileProvider {
     api_key: Option<String>,
     /// Name of an environment variable holding the key, so the file need not contain it.
     api_key_env: Option<String>,
+    /// Default total deadline for this provider's models (0 = the edge default).
     #[serde(default)]
-    request_timeout_ms: u64,
+    request_timeout_ms: u32,
+    /// azure_openai: `api-version`; anthropic: `anthropic-version`.
+    #[serde(default)]
+    api_version: String,
     #[serde(default)]
     mock: FileMock,
 }
@@ -84,6 +87,15 @@ struct FileModel {
     priced: bool,
     /// Output cap assumed when a request sets none (default 4096).
     max_output_tokens: Option<u32>,
+    /// Upstream deadlines in ms by phase (0 or absent = the edge default).
+    #[serde(default)]
+    connect_timeout_ms: u32,
+    #[serde(default)]
+    first_token_timeout_ms: u32,
+    #[serde(default)]
+    idle_timeout_ms: u32,
+    #[serde(default)]
+    total_timeout_ms: u32,
 }
 
 fn default_priced() -> bool {
@@ -135,9 +147,33 @@ pub fn parse(text: &str) -> Result<Snapshot, FileConfigError> {
 
     let mut providers = Vec::with_capacity(file.providers.len());
     for provider in file.providers {
-        let timeout = match provider.request_timeout_ms {
-            0 => DEFAULT_REQUEST_TIMEOUT,
-            ms => Duration::from_millis(ms),
+        let name = provider.name.clone();
+        let endpoint = || -> Result<HttpEndpoint, FileConfigError> {
+            let api_key = match (&provider.api_key, &provider.api_key_env) {
+                (Some(key), None) => key.clone(),
+                (None, Some(var)) => std::env::var(var).map_err(|_| {
+                    invalid(format!(
+                        "provider '{name}': environment variable {var} is not set"
+                    ))
+                })?,
+                (None, None) => String::new(),
+                (Some(_), Some(_)) => {
+                    return Err(invalid(format!(
+                        "provider '{name}': set api_key or api_key_env, not both"
+                    )));
+                }
+            };
+            let url = url::Url::parse(&provider.base_url)
+                .map_err(|err| invalid(format!("provider '{name}': base_url: {err}")))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(invalid(format!(
+                    "provider '{name}': base_url must be http or https"
+                )));
+            }
+            Ok(HttpEndpoint {
+                base_url: provider.base_url.clone(),
+                api_key,
+            })
         };
         let kind = match provider.kind.as_str() {
             "mock" => ProviderKind::Mock(MockSettings {
@@ -145,36 +181,19 @@ pub fn parse(text: &str) -> Result<Snapshot, FileConfigError> {
                 output_tokens: provider.mock.output_tokens,
                 chunk_interval_ms: provider.mock.chunk_interval_ms,
             }),
-            "openai" => {
-                let api_key = match (provider.api_key, provider.api_key_env) {
-                    (Some(key), None) => key,
-                    (None, Some(var)) => std::env::var(&var).map_err(|_| {
-                        invalid(format!(
-                            "provider '{}': environment variable {var} is not set",
-                            provider.name
-                        ))
-                    })?,
-                    (None, None) => String::new(),
-                    (Some(_), Some(_)) => {
-                        return Err(invalid(format!(
-                            "provider '{}': set api_key or api_key_env, not both",
-                            provider.name
-                        )));
-                    }
-                };
-                url::Url::parse(&provider.base_url).map_err(|err| {
-                    invalid(format!("provider '{}': base_url: {err}", provider.name))
-                })?;
-                ProviderKind::OpenAi {
-                    base_url: provider.base_url,
-                    api_key,
-                    timeout,
-                }
-            }
+            "openai" => ProviderKind::OpenAi(endpoint()?),
+            "azure_openai" => ProviderKind::AzureOpenAi {
+                endpoint: endpoint()?,
+                api_version: provider.api_version.clone(),
+            },
+            "anthropic" => ProviderKind::Anthropic {
+                endpoint: endpoint()?,
+                api_version: provider.api_version.clone(),
+            },
+            "gemini" => ProviderKind::Gemini(endpoint()?),
             other => {
                 return Err(invalid(format!(
-                    "provider '{}': unknown kind '{other}' (mock, openai)",
-                    provider.name
+                    "provider '{name}': unknown kind '{other}' (mock, openai, azure_openai, anthropic, gemini)"
                 )));
             }
         };
@@ -182,6 +201,7 @@ pub fn parse(text: &str) -> Result<Snapshot, FileConfigError> {
             id: provider.name.clone(),
             name: provider.name,
             kind,
+            request_timeout_ms: provider.request_timeout_ms,
         });
     }
 
@@ -214,6 +234,12 @@ pub fn parse(text: &str) -> Result<Snapshot, FileConfigError> {
                 .max_output_tokens
                 .filter(|&cap| cap > 0)
                 .unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS),
+            timeouts: ModelTimeouts {
+                connect_ms: model.connect_timeout_ms,
+                first_token_ms: model.first_token_timeout_ms,
+                idle_ms: model.idle_timeout_ms,
+                total_ms: model.total_timeout_ms,
+            },
             prices: if model.priced {
                 PriceSchedule::new(vec![Price {
                     version: 1,

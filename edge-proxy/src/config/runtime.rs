@@ -4,9 +4,14 @@
 use super::snapshot::{ProviderKind, Snapshot, SnapshotError, VirtualKey};
 use crate::limits::spec::{Level, LimitSpec};
 use crate::pricing::PriceSchedule;
-use crate::providers::Provider;
+use crate::providers::anthropic::AnthropicProvider;
+use crate::providers::azure_openai::AzureOpenAiProvider;
+use crate::providers::clients::HttpClients;
+use crate::providers::gemini::GeminiProvider;
 use crate::providers::mock::MockProvider;
-use crate::providers::openai::{ApiKey, OpenAiProvider};
+use crate::providers::openai::OpenAiProvider;
+use crate::providers::secret::ApiKey;
+use crate::providers::{Deadlines, ModelTarget, Provider};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -35,39 +40,91 @@ pub struct ModelRoute {
     pub prices: PriceSchedule,
     /// Output cap assumed when a request sets none (worst-case reservations).
     pub max_output_tokens: u32,
+    /// Upstream deadlines, resolved from the model's, its provider's and the edge's defaults.
+    pub deadlines: Deadlines,
+    /// Pooled client whose connect timeout is `deadlines.connect`.
+    pub http: reqwest::Client,
+}
+
+impl ModelRoute {
+    /// What the provider adapter needs to call this model.
+    pub fn target(&self) -> ModelTarget {
+        ModelTarget {
+            public_name: self.name.clone(),
+            upstream_model: self.upstream_model.clone(),
+            deadlines: self.deadlines,
+            http: self.http.clone(),
+        }
+    }
 }
 
 impl Runtime {
-    pub fn compile(snapshot: Snapshot, http: &reqwest::Client) -> Result<Self, SnapshotError> {
-        let mut providers: HashMap<String, (String, Arc<dyn Provider>)> = HashMap::new();
+    pub fn compile(snapshot: Snapshot, http: &HttpClients) -> Result<Self, SnapshotError> {
+        let mut providers: HashMap<String, (String, u32, Arc<dyn Provider>)> = HashMap::new();
         for provider in snapshot.providers {
+            let name = provider.name.clone();
             let adapter: Arc<dyn Provider> = match provider.kind {
                 ProviderKind::Mock(settings) => Arc::new(MockProvider::new(settings)),
-                ProviderKind::OpenAi {
-                    base_url,
-                    api_key,
-                    timeout,
-                } => Arc::new(OpenAiProvider::new(
-                    provider.name.clone(),
-                    &base_url,
-                    ApiKey::new(api_key),
-                    timeout,
-                    http.clone(),
+                ProviderKind::OpenAi(endpoint) => Arc::new(OpenAiProvider::new(
+                    name,
+                    &endpoint.base_url,
+                    ApiKey::new(endpoint.api_key),
+                )),
+                ProviderKind::AzureOpenAi {
+                    endpoint,
+                    api_version,
+                } => Arc::new(AzureOpenAiProvider::new(
+                    name,
+                    &endpoint.base_url,
+                    &api_version,
+                    ApiKey::new(endpoint.api_key),
+                )),
+                ProviderKind::Anthropic {
+                    endpoint,
+                    api_version,
+                } => Arc::new(AnthropicProvider::new(
+                    name,
+                    &endpoint.base_url,
+                    &api_version,
+                    ApiKey::new(endpoint.api_key),
+                )),
+                ProviderKind::Gemini(endpoint) => Arc::new(GeminiProvider::new(
+                    name,
+                    &endpoint.base_url,
+                    ApiKey::new(endpoint.api_key),
                 )),
             };
-            providers.insert(provider.id, (provider.name, adapter));
+            providers.insert(
+                provider.id,
+                (provider.name, provider.request_timeout_ms, adapter),
+            );
         }
 
         let mut models_by_name = HashMap::with_capacity(snapshot.models.len());
         for model in snapshot.models {
-            let (provider_name, provider) =
-                providers.get(&model.provider_id).cloned().ok_or_else(|| {
-                    SnapshotError::DanglingReference {
-                        what: "model",
-                        id: model.name.clone(),
-                        target: "provider",
-                        target_id: model.provider_id.clone(),
-                    }
+            let (provider_name, provider_total_ms, provider) = providers
+                .get(&model.provider_id)
+                .cloned()
+                .ok_or_else(|| SnapshotError::DanglingReference {
+                    what: "model",
+                    id: model.name.clone(),
+                    target: "provider",
+                    target_id: model.provider_id.clone(),
+                })?;
+            let timeouts = model.timeouts;
+            let deadlines = Deadlines::from_millis(
+                timeouts.connect_ms,
+                timeouts.first_token_ms,
+                timeouts.idle_ms,
+                timeouts.total_ms,
+                provider_total_ms,
+            );
+            let http = http
+                .with_connect_timeout(deadlines.connect)
+                .map_err(|err| SnapshotError::Invalid {
+                    what: "model",
+                    id: model.name.clone(),
+                    reason: format!("cannot build its HTTP client: {err}"),
                 })?;
             let route = Arc::new(ModelRoute {
                 name: model.name.clone(),
@@ -76,6 +133,8 @@ impl Runtime {
                 provider,
                 prices: model.prices,
                 max_output_tokens: model.max_output_tokens,
+                deadlines,
+                http,
             });
             models_by_name.insert(model.name, route);
         }
@@ -205,7 +264,7 @@ mod tests {
         wire.models[0].max_output_tokens = 256;
         let runtime = Runtime::compile(
             Snapshot::try_from(wire).unwrap(),
-            &crate::providers::test_http_client(),
+            &crate::providers::test_http_clients(),
         )
         .unwrap();
         let applying: Vec<(Level, Metric)> = runtime

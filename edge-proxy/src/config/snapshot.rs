@@ -8,11 +8,8 @@ use crate::limits::spec::{
 use crate::pricing::{Price, PriceSchedule};
 use crate::providers::mock::MockSettings;
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
 use tollgate_proto::v1 as pb;
 
-/// Provider deadline when the snapshot leaves it at 0.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 /// Output cap assumed for a model the snapshot gives none (worst-case reservations).
 pub const DEFAULT_MAX_OUTPUT_TOKENS: u32 = 4096;
 /// Largest accepted threshold, in percent (the admin API's bound).
@@ -56,16 +53,54 @@ pub struct ProviderConfig {
     pub id: String,
     pub name: String,
     pub kind: ProviderKind,
+    /// Default total deadline for this provider's models; 0 means the edge default.
+    pub request_timeout_ms: u32,
 }
 
+/// What the edge needs to build one provider's adapter; each kind carries only its own settings.
 #[derive(Debug, Clone)]
 pub enum ProviderKind {
     Mock(MockSettings),
-    OpenAi {
-        base_url: String,
-        api_key: String,
-        timeout: Duration,
+    OpenAi(HttpEndpoint),
+    AzureOpenAi {
+        endpoint: HttpEndpoint,
+        /// Empty means the adapter's default.
+        api_version: String,
     },
+    Anthropic {
+        endpoint: HttpEndpoint,
+        /// The `anthropic-version` header; empty means the adapter's default.
+        api_version: String,
+    },
+    Gemini(HttpEndpoint),
+}
+
+/// An upstream base URL (checked to be http or https) and its secret.
+#[derive(Debug, Clone)]
+pub struct HttpEndpoint {
+    pub base_url: String,
+    /// Decrypted; never logged.
+    pub api_key: String,
+}
+
+/// A model's upstream deadlines in milliseconds as configured; 0 means the default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ModelTimeouts {
+    pub connect_ms: u32,
+    pub first_token_ms: u32,
+    pub idle_ms: u32,
+    pub total_ms: u32,
+}
+
+impl From<pb::ModelTimeouts> for ModelTimeouts {
+    fn from(wire: pb::ModelTimeouts) -> Self {
+        Self {
+            connect_ms: wire.connect_ms,
+            first_token_ms: wire.first_token_ms,
+            idle_ms: wire.idle_ms,
+            total_ms: wire.total_ms,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -77,6 +112,7 @@ pub struct ModelConfig {
     pub prices: PriceSchedule,
     /// Output cap when a request sets none.
     pub max_output_tokens: u32,
+    pub timeouts: ModelTimeouts,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -88,7 +124,9 @@ pub enum SnapshotError {
         target: &'static str,
         target_id: String,
     },
-    #[error("provider '{provider}': unknown kind '{kind}' (this edge supports mock, openai)")]
+    #[error(
+        "provider '{provider}': unknown kind '{kind}' (this edge supports mock, openai, azure_openai, anthropic, gemini)"
+    )]
     UnknownProviderKind { provider: String, kind: String },
     #[error("{what} '{id}': {reason}")]
     Invalid {
@@ -257,6 +295,7 @@ impl TryFrom<pb::ConfigSnapshot> for Snapshot {
                     0 => DEFAULT_MAX_OUTPUT_TOKENS,
                     cap => cap,
                 },
+                timeouts: model.timeouts.map(ModelTimeouts::from).unwrap_or_default(),
             });
         }
 
@@ -420,9 +459,20 @@ impl TryFrom<pb::SnapshotProvider> for ProviderConfig {
     type Error = SnapshotError;
 
     fn try_from(wire: pb::SnapshotProvider) -> Result<Self, Self::Error> {
-        let timeout = match wire.request_timeout_ms {
-            0 => DEFAULT_REQUEST_TIMEOUT,
-            ms => Duration::from_millis(u64::from(ms)),
+        let endpoint = || -> Result<HttpEndpoint, SnapshotError> {
+            let url = url::Url::parse(&wire.base_url)
+                .map_err(|err| invalid("provider", &wire.name, format!("base URL: {err}")))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(invalid(
+                    "provider",
+                    &wire.name,
+                    "base URL must be http or https",
+                ));
+            }
+            Ok(HttpEndpoint {
+                base_url: wire.base_url.clone(),
+                api_key: wire.api_key.clone(),
+            })
         };
         let kind = match wire.kind.as_str() {
             "mock" => {
@@ -433,22 +483,16 @@ impl TryFrom<pb::SnapshotProvider> for ProviderConfig {
                     chunk_interval_ms: mock.chunk_interval_ms,
                 })
             }
-            "openai" => {
-                let url = url::Url::parse(&wire.base_url)
-                    .map_err(|err| invalid("provider", &wire.name, format!("base URL: {err}")))?;
-                if !matches!(url.scheme(), "http" | "https") {
-                    return Err(invalid(
-                        "provider",
-                        &wire.name,
-                        "base URL must be http or https",
-                    ));
-                }
-                ProviderKind::OpenAi {
-                    base_url: wire.base_url,
-                    api_key: wire.api_key,
-                    timeout,
-                }
-            }
+            "openai" => ProviderKind::OpenAi(endpoint()?),
+            "azure_openai" => ProviderKind::AzureOpenAi {
+                endpoint: endpoint()?,
+                api_version: wire.api_version.clone(),
+            },
+            "anthropic" => ProviderKind::Anthropic {
+                endpoint: endpoint()?,
+                api_version: wire.api_version.clone(),
+            },
+            "gemini" => ProviderKind::Gemini(endpoint()?),
             other => {
                 return Err(SnapshotError::UnknownProviderKind {
                     provider: wire.name,
@@ -460,6 +504,7 @@ impl TryFrom<pb::SnapshotProvider> for ProviderConfig {
             id: wire.id,
             name: wire.name,
             kind,
+            request_timeout_ms: wire.request_timeout_ms,
         })
     }
 }
@@ -508,6 +553,7 @@ pub(crate) mod tests {
                 api_key: String::new(),
                 request_timeout_ms: 0,
                 mock: None,
+                api_version: String::new(),
             }],
             models: vec![pb::SnapshotModel {
                 id: "m1".into(),
@@ -519,6 +565,7 @@ pub(crate) mod tests {
                 price_version: 1,
                 prices: vec![],
                 max_output_tokens: 0,
+                timeouts: None,
             }],
             limits: vec![],
         }

@@ -1,31 +1,29 @@
 //! `POST /v1/chat/completions`, as the named phases of the design's data flow:
-//! validate → authenticate → admit → route → count → reserve → call → settle. (Guard and cache
-//! join as they land.) From authentication on, a `RequestMeter` guarantees one usage event, and
-//! the limit reservation settles with it.
+//! validate → authenticate → route → count → reserve → call → settle. (Guard and cache join as
+//! they land.) From authentication on, a `RequestMeter` guarantees one usage event, and the
+//! limit reservation settles with it. `run_chat` is shared with Anthropic's `/v1/messages`,
+//! which only parses and renders differently.
 
 use super::AppState;
 use super::body::read_limited;
-use crate::api::chat::{ChatCompletionChunk, ChatCompletionRequest, Usage};
-use crate::auth;
-use crate::config::runtime::{ModelRoute, Runtime};
+use super::pipeline::{Caller, reserve, usage_headers};
+use crate::api::chat::{ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Usage};
+use crate::config::runtime::ModelRoute;
 use crate::error::GatewayError;
-use crate::limits::RENEWAL_WAIT;
-use crate::limits::admission::{KeyLimits, Refusal};
-use crate::limits::headers::RateHeaders;
 use crate::limits::spec::Demand;
 use crate::pricing::TokenUsage;
-use crate::providers::{ChunkStream, ModelTarget};
+use crate::providers::ChunkStream;
 use crate::routing;
 use crate::usage::{RequestMeter, Settlement};
 use axum::Extension;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use serde_json::json;
+use serde_json::{Value, json};
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -42,45 +40,88 @@ pub async fn completions(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, GatewayError> {
-    // One runtime for the whole request, however many swaps happen meanwhile.
-    let runtime = state.runtime.load().ok_or(GatewayError::NotReady)?;
-    let key = auth::authenticate(&runtime, &headers, auth::now_unix_ms())?;
-    let limits = state.limiter.bind(&runtime, &key);
-    let mut response =
-        match authenticated(&state, &runtime, &key, &limits, &request_id, &headers, body).await {
-            Ok(response) => response,
-            Err(err) => err.into_response(),
-        };
-    rate_limit_headers(response.headers_mut(), &limits);
+    let caller = Caller::authenticate(&state, &headers)?;
+    let outcome = run_chat(
+        &state,
+        &caller,
+        &request_id,
+        &headers,
+        body,
+        ChatCompletionRequest::parse,
+    )
+    .await;
+    let mut response = match outcome {
+        Ok(ChatOutcome::Complete {
+            completion,
+            settlement,
+        }) => {
+            let mut response = Json(completion).into_response();
+            usage_headers(response.headers_mut(), &settlement);
+            response
+        }
+        Ok(ChatOutcome::Stream {
+            upstream,
+            include_usage,
+            meter,
+        }) => sse_response(openai_sse(metered(upstream, meter), include_usage)),
+        Err(err) => err.into_response(),
+    };
+    caller.add_rate_headers(response.headers_mut());
     Ok(response)
 }
 
-/// Everything after authentication; its response, success or error, gets rate-limit headers.
-async fn authenticated(
+/// How a chat call ended, before rendering in the client's wire format.
+// One per request, moved once: boxing a variant would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+pub enum ChatOutcome {
+    /// Settled: the usage event is recorded.
+    Complete {
+        completion: ChatCompletion,
+        settlement: Settlement,
+    },
+    /// Started: the meter rides along with the stream and settles when it ends.
+    Stream {
+        upstream: ChunkStream,
+        /// Whether the client asked for the final usage chunk (OpenAI's `include_usage`).
+        include_usage: bool,
+        meter: RequestMeter,
+    },
+}
+
+/// Everything after authentication for one chat call. Any error is recorded in the ledger
+/// before it is returned.
+pub async fn run_chat(
     state: &AppState,
-    runtime: &Runtime,
-    key: &crate::config::snapshot::VirtualKey,
-    limits: &KeyLimits,
+    caller: &Caller,
     request_id: &RequestId,
     headers: &HeaderMap,
     body: Body,
-) -> Result<Response, GatewayError> {
-    if state.spool.refuses_requests() {
-        return Err(GatewayError::UsageSpoolFull);
-    }
-    let mut meter = RequestMeter::start(&state.meter, key, &request_id.0, runtime.version);
-    match serve(state, runtime, key, limits, headers, body, &mut meter).await {
-        Ok(Served::Complete(response)) => Ok(response),
+    parse: impl FnOnce(&[u8]) -> Result<ChatCompletionRequest, GatewayError>,
+) -> Result<ChatOutcome, GatewayError> {
+    let mut meter = caller.meter(state, request_id)?;
+    match serve(state, caller, headers, body, parse, &mut meter).await {
+        Ok(Served::Complete(completion)) => {
+            let output_text = output_text(&completion);
+            let settlement = meter.settle(completion.usage.as_ref(), &output_text);
+            Ok(ChatOutcome::Complete {
+                completion,
+                settlement,
+            })
+        }
         Ok(Served::Stream {
             upstream,
             include_usage,
-        }) => Ok(stream_response(upstream, include_usage, meter)),
+        }) => Ok(ChatOutcome::Stream {
+            upstream,
+            include_usage,
+            meter,
+        }),
         Err(err) => Err(meter.fail(err)),
     }
 }
 
 enum Served {
-    Complete(Response),
+    Complete(ChatCompletion),
     Stream {
         upstream: ChunkStream,
         include_usage: bool,
@@ -89,25 +130,22 @@ enum Served {
 
 async fn serve(
     state: &AppState,
-    runtime: &Runtime,
-    key: &crate::config::snapshot::VirtualKey,
-    limits: &KeyLimits,
+    caller: &Caller,
     headers: &HeaderMap,
     body: Body,
+    parse: impl FnOnce(&[u8]) -> Result<ChatCompletionRequest, GatewayError>,
     meter: &mut RequestMeter,
 ) -> Result<Served, GatewayError> {
     let body = read_limited(body, headers, state.max_body_bytes).await?;
-    let request = ChatCompletionRequest::parse(&body)?;
+    let request = parse(&body)?;
     meter.requested(&request.model, request.stream);
-    let route = routing::resolve(runtime, key, &request.model)?;
+    let route = routing::resolve(&caller.runtime, &caller.key, &request.model)?;
     meter.routed(&route);
     let (request, prompt_tokens) = count_prompt(state, &route, request, body.len()).await;
     meter.prompt_counted(prompt_tokens);
-    reserve(state, limits, &route, &request, prompt_tokens, meter).await?;
-    let target = ModelTarget {
-        public_name: route.name.clone(),
-        upstream_model: route.upstream_model.clone(),
-    };
+    let demand = worst_case(&route, &request, prompt_tokens, caller.limits.now_ms());
+    reserve(state, &caller.limits, demand, meter).await?;
+    let target = route.target();
     meter.upstream_called();
     if request.stream {
         let upstream = route.provider.chat_stream(&target, &request).await?;
@@ -116,19 +154,37 @@ async fn serve(
             include_usage: request.wants_stream_usage(),
         });
     }
-    let completion = route.provider.chat(&target, &request).await?;
-    let output_text: String = completion
-        .choices
-        .iter()
-        .filter_map(|choice| choice.message.content.as_deref())
-        .collect();
-    let settlement = meter.settle(completion.usage.as_ref(), &output_text);
-    let mut response = Json(completion).into_response();
-    usage_headers(response.headers_mut(), &settlement);
-    Ok(Served::Complete(response))
+    Ok(Served::Complete(
+        route.provider.chat(&target, &request).await?,
+    ))
 }
 
-/// Prompt tokens as the upstream model counts them, before the call (limits and budgets will
+/// The text a completion produced: message content and tool-call arguments, for counting when
+/// the provider reports no usage.
+fn output_text(completion: &ChatCompletion) -> String {
+    let mut text = String::new();
+    for choice in &completion.choices {
+        if let Some(content) = choice.message.content.as_deref() {
+            text.push_str(content);
+        }
+        for arguments in tool_call_arguments(&choice.message.extra) {
+            text.push_str(arguments);
+        }
+    }
+    text
+}
+
+/// `tool_calls[].function.arguments` of a message or delta (kept in its `extra` fields).
+fn tool_call_arguments(extra: &serde_json::Map<String, Value>) -> impl Iterator<Item = &str> {
+    extra
+        .get("tool_calls")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|call| call.pointer("/function/arguments").and_then(Value::as_str))
+}
+
+/// Prompt tokens as the upstream model counts them, before the call (limits and budgets
 /// reserve against this). Large prompts are counted on the blocking pool.
 async fn count_prompt(
     state: &AppState,
@@ -149,43 +205,6 @@ async fn count_prompt(
         .unwrap_or(0);
     let request = Arc::try_unwrap(shared).unwrap_or_else(|shared| (*shared).clone());
     (request, tokens)
-}
-
-/// Reserve phase: the request's worst case against every limit of its key, all or nothing.
-/// On a miss that a lease renewal may cure, wait (at most 200 ms) for one and retry once.
-/// The admission goes into the meter, which settles it with the usage event.
-async fn reserve(
-    state: &AppState,
-    limits: &KeyLimits,
-    route: &ModelRoute,
-    request: &ChatCompletionRequest,
-    prompt_tokens: u64,
-    meter: &mut RequestMeter,
-) -> Result<(), GatewayError> {
-    if limits.is_empty() {
-        return Ok(());
-    }
-    let demand = worst_case(route, request, prompt_tokens, limits.now_ms());
-    let admission = match limits.try_admit(demand) {
-        Ok(admission) => admission,
-        Err(refusal) if refusal.renewable => {
-            state.limiter.await_renewal(RENEWAL_WAIT).await;
-            limits
-                .try_admit(demand)
-                .map_err(|refusal| rejected(state, refusal))?
-        }
-        Err(refusal) => return Err(rejected(state, refusal)),
-    };
-    meter.admitted(admission);
-    Ok(())
-}
-
-fn rejected(state: &AppState, refusal: Refusal) -> GatewayError {
-    let exceeded = refusal.exceeded;
-    state
-        .metrics
-        .limit_rejected(exceeded.level.as_str(), exceeded.metric.as_str());
-    GatewayError::LimitExceeded(exceeded)
 }
 
 /// The most a request can spend: its prompt plus the output cap (the request's
@@ -215,44 +234,57 @@ fn worst_case(
     }
 }
 
-/// x-ratelimit-* for keys with a requests- or tokens-per-minute limit.
-fn rate_limit_headers(headers: &mut HeaderMap, limits: &KeyLimits) {
-    for (name, value) in RateHeaders::for_key(limits).pairs() {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.insert(HeaderName::from_static(name), value);
+/// One step of a metered stream, before rendering in the client's wire format.
+pub enum StreamEvent {
+    /// An upstream chunk, its usage taken out (the meter has it). May have no choices.
+    Chunk(ChatCompletionChunk),
+    /// The upstream failed after the response started; the meter recorded it. Last event.
+    Failed(GatewayError),
+    /// The upstream finished; the usage event is recorded with this settlement. Last event.
+    Finished(Settlement),
+}
+
+/// Meters an upstream stream: output text (content and tool-call arguments) is counted as it
+/// passes, provider usage is taken from the chunks, and the end settles the meter. If the
+/// client hangs up, the renderer drops this stream, the upstream call with it, and the meter's
+/// `Drop` bills what was produced.
+pub fn metered(
+    mut upstream: ChunkStream,
+    mut meter: RequestMeter,
+) -> impl Stream<Item = StreamEvent> {
+    async_stream::stream! {
+        while let Some(item) = upstream.next().await {
+            match item {
+                Ok(mut chunk) => {
+                    for choice in &chunk.choices {
+                        if let Some(text) = choice.delta.content.as_deref() {
+                            meter.stream_content(text);
+                        }
+                        for arguments in tool_call_arguments(&choice.delta.extra) {
+                            meter.stream_content(arguments);
+                        }
+                    }
+                    if let Some(usage) = chunk.usage.take() {
+                        meter.stream_usage(&usage);
+                    }
+                    yield StreamEvent::Chunk(chunk);
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "upstream stream failed after the response started");
+                    meter.stream_failed(&err);
+                    yield StreamEvent::Failed(GatewayError::from(err));
+                    return;
+                }
+            }
         }
+        yield StreamEvent::Finished(meter.settle_stream());
     }
 }
 
-/// Tokens and cost of this request, so a client can see what it spent without a report.
-fn usage_headers(headers: &mut HeaderMap, settlement: &Settlement) {
-    let mut set = |name: &'static str, value: String| {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.insert(HeaderName::from_static(name), value);
-        }
-    };
-    set(
-        "x-tollgate-input-tokens",
-        settlement.usage.input_tokens.to_string(),
-    );
-    set(
-        "x-tollgate-output-tokens",
-        settlement.usage.output_tokens.to_string(),
-    );
-    set(
-        "x-tollgate-priced",
-        settlement.cost_micros.is_some().to_string(),
-    );
-    if let Some(cost) = settlement.cost_micros {
-        set("x-tollgate-cost-micros", cost.to_string());
-    }
-    if let Some(version) = settlement.price_version {
-        set("x-tollgate-price-version", version.to_string());
-    }
-}
-
-fn stream_response(upstream: ChunkStream, include_usage: bool, meter: RequestMeter) -> Response {
-    let events = sse_events(upstream, include_usage, meter);
+/// A `text/event-stream` response around rendered SSE bytes.
+pub fn sse_response(
+    events: impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static,
+) -> Response {
     let mut response = Body::from_stream(events).into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -271,29 +303,19 @@ fn sse_data(json: &[u8]) -> Bytes {
     Bytes::from(event)
 }
 
-/// Relays the upstream's chunks and meters them. Usage always comes from upstream (it is always
-/// asked for); the client gets one final usage chunk, carrying the request's cost, only if it
-/// asked. If the client hangs up, the stream is dropped, the upstream call with it, and the
-/// meter's `Drop` bills what was produced. A failure after the first byte becomes a final SSE
-/// error event, since the status line is already sent.
-fn sse_events(
-    mut upstream: ChunkStream,
+/// OpenAI's SSE: each chunk with choices as `data:`; the client gets one final usage chunk,
+/// carrying the request's cost, only if it asked. A failure after the first byte becomes a
+/// final SSE error event, since the status line is already sent.
+fn openai_sse(
+    events: impl Stream<Item = StreamEvent> + Send + 'static,
     include_usage: bool,
-    mut meter: RequestMeter,
-) -> impl Stream<Item = Result<Bytes, Infallible>> {
+) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
     async_stream::stream! {
+        let mut events = std::pin::pin!(events);
         let mut template: Option<ChatCompletionChunk> = None;
-        while let Some(item) = upstream.next().await {
-            match item {
-                Ok(mut chunk) => {
-                    for choice in &chunk.choices {
-                        if let Some(text) = choice.delta.content.as_deref() {
-                            meter.stream_content(text);
-                        }
-                    }
-                    if let Some(usage) = chunk.usage.take() {
-                        meter.stream_usage(&usage);
-                    }
+        while let Some(event) = events.next().await {
+            match event {
+                StreamEvent::Chunk(chunk) => {
                     // id, model and created are the same in every chunk of a stream.
                     if template.is_none() {
                         template = Some(ChatCompletionChunk {
@@ -314,26 +336,24 @@ fn sse_events(
                         Err(err) => tracing::error!(error = %err, "could not encode a stream chunk"),
                     }
                 }
-                Err(err) => {
-                    tracing::warn!(error = %err, "upstream stream failed after the response started");
-                    meter.stream_failed(&err);
-                    let body = GatewayError::from(err).body();
-                    if let Ok(json) = serde_json::to_vec(&body) {
+                StreamEvent::Failed(err) => {
+                    if let Ok(json) = serde_json::to_vec(&err.body()) {
                         yield Ok(sse_data(&json));
                     }
                     return;
                 }
+                StreamEvent::Finished(settlement) => {
+                    if include_usage
+                        && let Some(template) = template.take()
+                        && let Ok(json) = serde_json::to_vec(&usage_chunk(template, &settlement))
+                    {
+                        yield Ok(sse_data(&json));
+                    }
+                    yield Ok(Bytes::from_static(b"data: [DONE]\n\n"));
+                    return;
+                }
             }
         }
-        let settlement = meter.stream_settlement();
-        if include_usage
-            && let Some(template) = template
-            && let Ok(json) = serde_json::to_vec(&usage_chunk(template, &settlement))
-        {
-            yield Ok(sse_data(&json));
-        }
-        meter.settle_stream();
-        yield Ok(Bytes::from_static(b"data: [DONE]\n\n"));
     }
 }
 

@@ -4,7 +4,7 @@
 use crate::error::{FieldProblem, GatewayError};
 use crate::limits::admission::LimitExceeded;
 use crate::limits::spec::Metric;
-use crate::providers::ProviderError;
+use crate::providers::{ProviderError, TimeoutPhase};
 use axum::Json;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -38,8 +38,7 @@ impl GatewayError {
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotReady | Self::UsageSpoolFull => StatusCode::SERVICE_UNAVAILABLE,
             Self::LimitExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::Provider(ProviderError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
-            Self::Provider(_) => StatusCode::BAD_GATEWAY,
+            Self::Provider(err) => provider_status(err),
         }
     }
 
@@ -73,7 +72,19 @@ impl GatewayError {
             Self::NotReady => ("service_unavailable", "not_ready", None),
             Self::UsageSpoolFull => ("service_unavailable", "usage_spool_full", None),
             Self::LimitExceeded(exceeded) => limit_kind_and_code(exceeded),
-            Self::Provider(err) => ("upstream_error", provider_code(err), None),
+            Self::Provider(ProviderError::Unsupported { param, .. }) => (
+                "invalid_request_error",
+                "unsupported_parameter",
+                Some(param.clone()),
+            ),
+            Self::Provider(err) => {
+                let kind = match provider_status(err).as_u16() {
+                    400 => "invalid_request_error",
+                    429 => "rate_limit_error",
+                    _ => "upstream_error",
+                };
+                (kind, provider_code(err), None)
+            }
         };
         ErrorBody {
             error: ErrorDetail {
@@ -101,35 +112,86 @@ fn limit_kind_and_code(exceeded: &LimitExceeded) -> (&'static str, &'static str,
     }
 }
 
+/// A timeout is a 504; an upstream's verdict that the request itself is bad (400, 413, 422) is
+/// the client's 400 and its 429 the client's 429 (with its Retry-After), so clients neither
+/// retry hopeless requests nor hammer a throttled upstream; anything else is the gateway's 502.
+fn provider_status(err: &ProviderError) -> StatusCode {
+    match err {
+        ProviderError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        ProviderError::Unsupported { .. } => StatusCode::BAD_REQUEST,
+        ProviderError::UpstreamStatus { status, .. } => match status {
+            400 | 413 | 422 => StatusCode::BAD_REQUEST,
+            429 => StatusCode::TOO_MANY_REQUESTS,
+            _ => StatusCode::BAD_GATEWAY,
+        },
+        ProviderError::Unreachable { .. }
+        | ProviderError::InvalidResponse { .. }
+        | ProviderError::StreamInterrupted { .. } => StatusCode::BAD_GATEWAY,
+    }
+}
+
 fn provider_code(err: &ProviderError) -> &'static str {
     match err {
-        ProviderError::Timeout { .. } => "upstream_timeout",
+        ProviderError::Timeout { phase, .. } => match phase {
+            TimeoutPhase::Connect => "upstream_connect_timeout",
+            TimeoutPhase::FirstToken => "upstream_first_token_timeout",
+            TimeoutPhase::Idle => "upstream_idle_timeout",
+            TimeoutPhase::Total => "upstream_total_timeout",
+        },
         ProviderError::Unreachable { .. } => "upstream_unreachable",
-        ProviderError::UpstreamStatus { .. }
-        | ProviderError::InvalidResponse { .. }
-        | ProviderError::StreamInterrupted { .. } => "upstream_error",
+        ProviderError::Unsupported { .. } => "unsupported_parameter",
+        ProviderError::UpstreamStatus { status, .. } => match status {
+            400 | 413 | 422 => "upstream_invalid_request",
+            429 => "upstream_rate_limited",
+            _ => "upstream_error",
+        },
+        ProviderError::InvalidResponse { .. } | ProviderError::StreamInterrupted { .. } => {
+            "upstream_error"
+        }
     }
 }
 
 impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
         let mut response = (self.status(), Json(self.body())).into_response();
-        if let Self::LimitExceeded(exceeded) = &self {
-            let headers = response.headers_mut();
-            headers.insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(exceeded.retry_after_secs()),
-            );
-            headers.insert(
-                HeaderName::from_static("x-tollgate-limit-scope"),
-                HeaderValue::from_static(exceeded.level.as_str()),
-            );
-            headers.insert(
-                HeaderName::from_static("x-tollgate-limit-metric"),
-                HeaderValue::from_static(exceeded.metric.as_str()),
-            );
-        }
+        self.add_headers(response.headers_mut());
         response
+    }
+}
+
+impl GatewayError {
+    /// Headers that go with the error whatever the body's format (OpenAI's or Anthropic's).
+    pub fn add_headers(&self, headers: &mut axum::http::HeaderMap) {
+        match self {
+            Self::LimitExceeded(exceeded) => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(exceeded.retry_after_secs()),
+                );
+                headers.insert(
+                    HeaderName::from_static("x-tollgate-limit-scope"),
+                    HeaderValue::from_static(exceeded.level.as_str()),
+                );
+                headers.insert(
+                    HeaderName::from_static("x-tollgate-limit-metric"),
+                    HeaderValue::from_static(exceeded.metric.as_str()),
+                );
+            }
+            Self::Provider(ProviderError::UpstreamStatus {
+                status: 429,
+                retry_after_secs: Some(secs),
+                ..
+            }) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*secs));
+            }
+            Self::Provider(ProviderError::Timeout { phase, .. }) => {
+                headers.insert(
+                    HeaderName::from_static("x-tollgate-timeout-phase"),
+                    HeaderValue::from_static(phase.as_str()),
+                );
+            }
+            _ => {}
+        }
     }
 }
 
@@ -233,19 +295,50 @@ mod tests {
             (
                 GatewayError::Provider(ProviderError::Timeout {
                     provider: "p".into(),
+                    phase: TimeoutPhase::Idle,
                     after_ms: 5,
                 }),
                 504,
-                "upstream_timeout",
+                "upstream_idle_timeout",
             ),
             (
                 GatewayError::Provider(ProviderError::UpstreamStatus {
                     provider: "p".into(),
                     status: 500,
                     message: "boom".into(),
+                    retry_after_secs: None,
                 }),
                 502,
                 "upstream_error",
+            ),
+            (
+                GatewayError::Provider(ProviderError::UpstreamStatus {
+                    provider: "p".into(),
+                    status: 429,
+                    message: "slow down".into(),
+                    retry_after_secs: Some(3),
+                }),
+                429,
+                "upstream_rate_limited",
+            ),
+            (
+                GatewayError::Provider(ProviderError::UpstreamStatus {
+                    provider: "p".into(),
+                    status: 422,
+                    message: "bad schema".into(),
+                    retry_after_secs: None,
+                }),
+                400,
+                "upstream_invalid_request",
+            ),
+            (
+                GatewayError::Provider(ProviderError::Unsupported {
+                    provider_kind: "anthropic",
+                    param: "n".into(),
+                    reason: "one choice only".into(),
+                }),
+                400,
+                "unsupported_parameter",
             ),
         ];
         for (err, status, code) in cases {

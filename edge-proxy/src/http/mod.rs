@@ -2,8 +2,11 @@
 
 mod body;
 mod chat;
+mod embeddings;
 pub mod errors;
+mod messages;
 mod models;
+mod pipeline;
 
 use crate::config::RuntimeHolder;
 use crate::error::GatewayError;
@@ -41,6 +44,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/models", get(models::list))
         .route("/v1/chat/completions", post(chat::completions))
+        .route("/v1/embeddings", post(embeddings::create))
+        .route("/v1/messages", post(messages::create))
         .fallback(unknown_route)
         .layer(middleware::from_fn(request_id))
         .with_state(state)

@@ -29,7 +29,7 @@ async fn serve(limits: Vec<pb::SnapshotLimit>) -> Served {
     let mut wire = wire_snapshot();
     wire.virtual_keys[0].key_hash = Sha256::digest(b"tg_limited").to_vec();
     wire.limits = limits;
-    let http = crate::providers::test_http_client();
+    let http = crate::providers::test_http_clients();
     let runtime = Arc::new(RuntimeHolder::new());
     runtime.store(Runtime::compile(Snapshot::try_from(wire).unwrap(), &http).unwrap());
     let spool_dir = tempfile::tempdir().unwrap();

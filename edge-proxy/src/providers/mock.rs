@@ -122,6 +122,10 @@ fn chunk(
 
 #[async_trait::async_trait]
 impl Provider for MockProvider {
+    fn kind(&self) -> &'static str {
+        "mock"
+    }
+
     async fn chat(
         &self,
         target: &ModelTarget,
@@ -194,10 +198,7 @@ mod tests {
     }
 
     fn target() -> ModelTarget {
-        ModelTarget {
-            public_name: "mock-small".into(),
-            upstream_model: "mock-small".into(),
-        }
+        crate::providers::test_target("mock-small", "mock-small")
     }
 
     #[tokio::test]

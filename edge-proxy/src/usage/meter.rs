@@ -163,6 +163,7 @@ impl RequestMeter {
     pub fn fail(&mut self, err: GatewayError) -> GatewayError {
         let status = match &err {
             GatewayError::Provider(ProviderError::Timeout { .. }) => UsageStatus::UpstreamTimeout,
+            GatewayError::Provider(ProviderError::Unsupported { .. }) => UsageStatus::ClientError,
             GatewayError::Provider(_) => UsageStatus::UpstreamError,
             GatewayError::LimitExceeded(_) => UsageStatus::Rejected,
             _ => UsageStatus::ClientError,

@@ -122,7 +122,7 @@ async fn harness(plane: FakePlane, interval: Duration) -> Harness {
     runtime.store(
         Runtime::compile(
             Snapshot::try_from(wire).unwrap(),
-            &crate::providers::test_http_client(),
+            &crate::providers::test_http_clients(),
         )
         .unwrap(),
     );
