@@ -10,6 +10,9 @@ mod response;
 mod stream;
 mod wire;
 
+#[cfg(test)]
+mod golden_tests;
+
 pub use stream::GeminiChunks;
 
 use super::secret::ApiKey;
