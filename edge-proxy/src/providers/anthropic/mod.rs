@@ -10,6 +10,10 @@ mod stream;
 mod tools;
 mod wire;
 
+#[cfg(test)]
+mod golden;
+#[cfg(test)]
+mod tests;
 
 pub use request::DEFAULT_MAX_TOKENS;
 pub use stream::AnthropicChunks;
