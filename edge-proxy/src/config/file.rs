@@ -148,7 +148,7 @@ pub fn parse(text: &str) -> Result<Snapshot, FileConfigError> {
     let mut providers = Vec::with_capacity(file.providers.len());
     for provider in file.providers {
         let name = provider.name.clone();
-        let endpoint = || -> Result<HttpEndpoint, FileConfigError> {
+        let endpoint = |default_base_url: Option<&str>| -> Result<HttpEndpoint, FileConfigError> {
             let api_key = match (&provider.api_key, &provider.api_key_env) {
                 (Some(key), None) => key.clone(),
                 (None, Some(var)) => std::env::var(var).map_err(|_| {
@@ -163,17 +163,18 @@ pub fn parse(text: &str) -> Result<Snapshot, FileConfigError> {
                     )));
                 }
             };
-            let url = url::Url::parse(&provider.base_url)
+            let base_url = match (provider.base_url.trim(), default_base_url) {
+                ("", Some(default)) => default.to_owned(),
+                (given, _) => given.to_owned(),
+            };
+            let url = url::Url::parse(&base_url)
                 .map_err(|err| invalid(format!("provider '{name}': base_url: {err}")))?;
             if !matches!(url.scheme(), "http" | "https") {
                 return Err(invalid(format!(
                     "provider '{name}': base_url must be http or https"
                 )));
             }
-            Ok(HttpEndpoint {
-                base_url: provider.base_url.clone(),
-                api_key,
-            })
+            Ok(HttpEndpoint { base_url, api_key })
         };
         let kind = match provider.kind.as_str() {
             "mock" => ProviderKind::Mock(MockSettings {
@@ -181,16 +182,20 @@ pub fn parse(text: &str) -> Result<Snapshot, FileConfigError> {
                 output_tokens: provider.mock.output_tokens,
                 chunk_interval_ms: provider.mock.chunk_interval_ms,
             }),
-            "openai" => ProviderKind::OpenAi(endpoint()?),
+            // The same defaults as the admin API; Azure has no default (the URL names the
+            // resource).
+            "openai" => ProviderKind::OpenAi(endpoint(Some("https://api.openai.com/v1"))?),
             "azure_openai" => ProviderKind::AzureOpenAi {
-                endpoint: endpoint()?,
+                endpoint: endpoint(None)?,
                 api_version: provider.api_version.clone(),
             },
             "anthropic" => ProviderKind::Anthropic {
-                endpoint: endpoint()?,
+                endpoint: endpoint(Some("https://api.anthropic.com"))?,
                 api_version: provider.api_version.clone(),
             },
-            "gemini" => ProviderKind::Gemini(endpoint()?),
+            "gemini" => {
+                ProviderKind::Gemini(endpoint(Some("https://generativelanguage.googleapis.com"))?)
+            }
             other => {
                 return Err(invalid(format!(
                     "provider '{name}': unknown kind '{other}' (mock, openai, azure_openai, anthropic, gemini)"
@@ -437,7 +442,12 @@ mod tests {
     #[test]
     fn http_kinds_need_an_http_base_url_and_only_versioned_kinds_take_a_version() {
         for kind in ["openai", "azure_openai", "anthropic", "gemini"] {
-            for base_url in ["", "not a url", "ftp://files.example.com"] {
+            let bad: &[&str] = if kind == "azure_openai" {
+                &["", "not a url", "ftp://files.example.com"]
+            } else {
+                &["not a url", "ftp://files.example.com"]
+            };
+            for base_url in bad {
                 let text = format!(
                     "[[providers]]\nname='p'\nkind='{kind}'\nbase_url='{base_url}'\napi_key='k'\n"
                 );
@@ -461,6 +471,28 @@ mod tests {
         }
         let mock = parse("[[providers]]\nname='m'\nkind='mock'\napi_version='1'\n");
         assert!(mock.is_err());
+    }
+
+    #[test]
+    fn an_empty_base_url_means_the_kinds_public_endpoint() {
+        for (kind, expected) in [
+            ("openai", "https://api.openai.com/v1"),
+            ("anthropic", "https://api.anthropic.com"),
+            ("gemini", "https://generativelanguage.googleapis.com"),
+        ] {
+            let snapshot = parse(&format!(
+                "[[providers]]\nname='p'\nkind='{kind}'\napi_key='k'\n"
+            ))
+            .unwrap();
+            let base_url = match &snapshot.providers[0].kind {
+                ProviderKind::OpenAi(endpoint) | ProviderKind::Gemini(endpoint) => {
+                    endpoint.base_url.clone()
+                }
+                ProviderKind::Anthropic { endpoint, .. } => endpoint.base_url.clone(),
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(base_url, expected);
+        }
     }
 
     #[test]
