@@ -143,7 +143,7 @@ impl Provider for OpenAiProvider {
                 CallMode::Stream,
             )
             .await?;
-        Ok(call.chunks(OpenAiChunks))
+        Ok(call.chunks(OpenAiChunks::default()))
     }
 
     async fn embeddings(

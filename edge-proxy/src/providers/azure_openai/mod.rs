@@ -108,7 +108,7 @@ impl Provider for AzureOpenAiProvider {
             .upstream(target)
             .send(request, CallMode::Stream)
             .await?;
-        Ok(call.chunks(OpenAiChunks))
+        Ok(call.chunks(OpenAiChunks::default()))
     }
 
     async fn embeddings(
