@@ -2,6 +2,10 @@
 //! compatible endpoints). The request body is forwarded as the client sent it, unknown fields
 //! included, with the upstream model name and, for streams, usage reporting switched on.
 
+#[cfg(test)]
+pub(crate) mod golden_cases;
+#[cfg(test)]
+mod golden_tests;
 mod stream;
 
 pub use stream::OpenAiChunks;
