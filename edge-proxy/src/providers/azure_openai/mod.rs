@@ -127,6 +127,9 @@ impl Provider for AzureOpenAiProvider {
 }
 
 #[cfg(test)]
+mod golden_tests;
+
+#[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
