@@ -92,7 +92,9 @@ impl Upstream<'_> {
         let status = response.status();
         if !status.is_success() {
             let retry_after_secs = retry_after_secs(response.headers());
-            let message = self.error_message(status, response).await;
+            let message = self
+                .error_message(status, response, started + deadlines.total)
+                .await;
             return Err(ProviderError::UpstreamStatus {
                 provider: self.provider.to_owned(),
                 status: status.as_u16(),
@@ -141,20 +143,25 @@ impl Upstream<'_> {
 
     /// The upstream's own error message (`error.message` in OpenAI's, Anthropic's and
     /// Gemini's error bodies alike), redacted. For auth failures only the status is kept:
-    /// upstreams echo parts of the key there.
+    /// upstreams echo parts of the key there. The body is read with the idle gap between
+    /// pieces and never past the call's total deadline; a body cut short by either yields
+    /// what arrived.
     async fn error_message(
         &self,
         status: reqwest::StatusCode,
         response: reqwest::Response,
+        total_deadline: Instant,
     ) -> String {
         if matches!(status.as_u16(), 401 | 403) {
             return "the upstream rejected the gateway's credentials for this provider".to_owned();
         }
         let mut body = Vec::new();
         let mut stream = response.bytes_stream();
-        while let Ok(Some(Ok(piece))) =
-            tokio::time::timeout(self.target.deadlines.idle, stream.next()).await
-        {
+        loop {
+            let deadline = (Instant::now() + self.target.deadlines.idle).min(total_deadline);
+            let Ok(Some(Ok(piece))) = tokio::time::timeout_at(deadline, stream.next()).await else {
+                break;
+            };
             body.extend_from_slice(&piece);
             if body.len() >= MAX_ERROR_BODY_BYTES {
                 break;
@@ -171,8 +178,13 @@ impl Upstream<'_> {
                     .map(str::to_owned)
             })
             .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-        let text: String = text.chars().take(MAX_ERROR_MESSAGE_CHARS).collect();
-        let text = self.secret.redact(&text);
+        // Redacted before it is cut, so a key straddling the cut cannot leave a prefix behind.
+        let text: String = self
+            .secret
+            .redact(&text)
+            .chars()
+            .take(MAX_ERROR_MESSAGE_CHARS)
+            .collect();
         if text.trim().is_empty() {
             status.canonical_reason().unwrap_or("no message").to_owned()
         } else {
@@ -338,29 +350,4 @@ pub fn event_json<T: DeserializeOwned>(event: &SseEvent) -> Result<T, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_after_is_read_in_whole_seconds() {
-        let mut headers = reqwest::header::HeaderMap::new();
-        assert_eq!(retry_after_secs(&headers), None);
-        headers.insert(
-            reqwest::header::RETRY_AFTER,
-            "7".parse().unwrap_or_else(|_| unreachable!()),
-        );
-        assert_eq!(retry_after_secs(&headers), Some(7));
-        headers.insert(
-            reqwest::header::RETRY_AFTER,
-            "0.2".parse().unwrap_or_else(|_| unreachable!()),
-        );
-        assert_eq!(retry_after_secs(&headers), Some(1));
-        headers.insert(
-            reqwest::header::RETRY_AFTER,
-            "Wed, 21 Oct 2015 07:28:00 GMT"
-                .parse()
-                .unwrap_or_else(|_| unreachable!()),
-        );
-        assert_eq!(retry_after_secs(&headers), None);
-    }
-}
+mod tests;
