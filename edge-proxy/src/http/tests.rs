@@ -19,23 +19,23 @@ use tollgate_proto::v1 as pb;
 
 mod embeddings;
 
-struct Served {
-    url: String,
-    events: Receiver<UsageEvent>,
+pub(super) struct Served {
+    pub(super) url: String,
+    pub(super) events: Receiver<UsageEvent>,
     metrics: Arc<Metrics>,
     _spool_dir: tempfile::TempDir,
 }
 
 /// An edge in `--config`-like mode (it owns its limits alone) whose key `tg_limited` has the
 /// given limits.
-async fn serve(limits: Vec<pb::SnapshotLimit>) -> Served {
+pub(super) async fn serve(limits: Vec<pb::SnapshotLimit>) -> Served {
     let mut wire = wire_snapshot();
     wire.limits = limits;
     serve_snapshot(wire).await
 }
 
 /// An edge serving `wire` (key `tg_limited` replaces its first key's hash).
-async fn serve_snapshot(mut wire: pb::ConfigSnapshot) -> Served {
+pub(super) async fn serve_snapshot(mut wire: pb::ConfigSnapshot) -> Served {
     wire.virtual_keys[0].key_hash = Sha256::digest(b"tg_limited").to_vec();
     let http = crate::providers::test_http_clients();
     let runtime = Arc::new(RuntimeHolder::new());

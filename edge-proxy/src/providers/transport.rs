@@ -91,15 +91,15 @@ impl Upstream<'_> {
             .map_err(|err| self.send_failed(&err))?;
         let status = response.status();
         if !status.is_success() {
-            let retry_after_secs = retry_after_secs(response.headers());
-            let message = self
-                .error_message(status, response, started + deadlines.total)
+            let header_retry = retry_after_secs(response.headers());
+            let (message, body_retry) = self
+                .error_details(status, response, started + deadlines.total)
                 .await;
             return Err(ProviderError::UpstreamStatus {
                 provider: self.provider.to_owned(),
                 status: status.as_u16(),
                 message,
-                retry_after_secs,
+                retry_after_secs: header_retry.or(body_retry),
             });
         }
         Ok(Call {
@@ -142,18 +142,22 @@ impl Upstream<'_> {
     }
 
     /// The upstream's own error message (`error.message` in OpenAI's, Anthropic's and
-    /// Gemini's error bodies alike), redacted. For auth failures only the status is kept:
-    /// upstreams echo parts of the key there. The body is read with the idle gap between
-    /// pieces and never past the call's total deadline; a body cut short by either yields
-    /// what arrived.
-    async fn error_message(
+    /// Gemini's error bodies alike), redacted, and a retry delay the body may carry (Gemini's
+    /// `RetryInfo.retryDelay`, used when there is no Retry-After header). For auth failures only
+    /// the status is kept: upstreams echo parts of the key there. The body is read with the
+    /// idle gap between pieces and never past the call's total deadline; a body cut short by
+    /// either yields what arrived.
+    async fn error_details(
         &self,
         status: reqwest::StatusCode,
         response: reqwest::Response,
         total_deadline: Instant,
-    ) -> String {
+    ) -> (String, Option<u64>) {
         if matches!(status.as_u16(), 401 | 403) {
-            return "the upstream rejected the gateway's credentials for this provider".to_owned();
+            return (
+                "the upstream rejected the gateway's credentials for this provider".to_owned(),
+                None,
+            );
         }
         let mut body = Vec::new();
         let mut stream = response.bytes_stream();
@@ -167,17 +171,16 @@ impl Upstream<'_> {
                 break;
             }
         }
-        let text = serde_json::from_slice::<Value>(&body)
-            .ok()
-            .and_then(|json| {
-                // Gemini answers some errors as a one-element array.
-                let error = json.get(0).unwrap_or(&json);
-                error
-                    .pointer("/error/message")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            })
-            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        let json = serde_json::from_slice::<Value>(&body).ok();
+        // Gemini answers some errors as a one-element array.
+        let error = json.as_ref().map(|json| json.get(0).unwrap_or(json));
+        let retry = error.and_then(body_retry_delay_secs);
+        let text = error
+            .and_then(|error| error.pointer("/error/message").and_then(Value::as_str))
+            .map_or_else(
+                || String::from_utf8_lossy(&body).into_owned(),
+                str::to_owned,
+            );
         // Redacted before it is cut, so a key straddling the cut cannot leave a prefix behind.
         let text: String = self
             .secret
@@ -185,11 +188,12 @@ impl Upstream<'_> {
             .chars()
             .take(MAX_ERROR_MESSAGE_CHARS)
             .collect();
-        if text.trim().is_empty() {
+        let message = if text.trim().is_empty() {
             status.canonical_reason().unwrap_or("no message").to_owned()
         } else {
             text
-        }
+        };
+        (message, retry)
     }
 }
 
@@ -322,6 +326,18 @@ fn retry_after_secs(headers: &reqwest::header::HeaderMap) -> Option<u64> {
         .trim()
         .parse::<f64>()
         .ok()
+        .filter(|secs| secs.is_finite() && *secs >= 0.0)
+        .map(|secs| Duration::from_secs_f64(secs.min(86_400.0)).as_secs().max(1))
+}
+
+/// Google's `RetryInfo` detail (`"retryDelay": "29s"`) in whole seconds, at least 1.
+fn body_retry_delay_secs(error: &Value) -> Option<u64> {
+    error
+        .pointer("/error/details")?
+        .as_array()?
+        .iter()
+        .filter_map(|detail| detail.get("retryDelay")?.as_str())
+        .find_map(|delay| delay.strip_suffix('s')?.parse::<f64>().ok())
         .filter(|secs| secs.is_finite() && *secs >= 0.0)
         .map(|secs| Duration::from_secs_f64(secs.min(86_400.0)).as_secs().max(1))
 }

@@ -485,6 +485,21 @@ async fn an_unreadable_success_body_is_an_invalid_response_without_the_key() {
 }
 
 #[test]
+fn gemini_retry_info_in_the_body_gives_a_retry_delay() {
+    let error = serde_json::json!({"error": {"code": 429, "message": "quota", "details": [
+        {"@type": "type.googleapis.com/google.rpc.QuotaFailure"},
+        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "29s"}
+    ]}});
+    assert_eq!(body_retry_delay_secs(&error), Some(29));
+    let sub_second = serde_json::json!({"error": {"details": [{"retryDelay": "0.4s"}]}});
+    assert_eq!(body_retry_delay_secs(&sub_second), Some(1));
+    assert_eq!(
+        body_retry_delay_secs(&serde_json::json!({"error": {}})),
+        None
+    );
+}
+
+#[test]
 fn retry_after_is_read_in_whole_seconds() {
     let mut headers = reqwest::header::HeaderMap::new();
     assert_eq!(retry_after_secs(&headers), None);
