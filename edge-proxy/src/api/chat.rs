@@ -163,7 +163,7 @@ impl Usage {
         Self {
             prompt_tokens,
             completion_tokens,
-            total_tokens: prompt_tokens + completion_tokens,
+            total_tokens: prompt_tokens.saturating_add(completion_tokens),
             extra: Map::new(),
         }
     }
@@ -241,6 +241,22 @@ impl ChatCompletionChunk {
     /// The final usage-only chunk OpenAI sends when `stream_options.include_usage` is set.
     pub fn is_usage_only(&self) -> bool {
         self.choices.is_empty() && self.usage.is_some()
+    }
+
+    /// Whether the chunk carries output: text, a tool call, a finish reason or the usage. A
+    /// role-only opening chunk (which some upstreams send before the model produced anything)
+    /// does not, so the first-token deadline is not satisfied by it.
+    pub fn carries_output(&self) -> bool {
+        self.usage.is_some()
+            || self.choices.iter().any(|choice| {
+                choice.finish_reason.is_some()
+                    || choice
+                        .delta
+                        .content
+                        .as_deref()
+                        .is_some_and(|text| !text.is_empty())
+                    || choice.delta.extra.contains_key("tool_calls")
+            })
     }
 }
 

@@ -12,7 +12,7 @@ use crate::config::runtime::ModelRoute;
 use crate::error::GatewayError;
 use crate::limits::spec::Demand;
 use crate::pricing::TokenUsage;
-use crate::providers::ChunkStream;
+use crate::providers::{ChunkStream, ProviderError};
 use crate::routing;
 use crate::usage::{RequestMeter, Settlement};
 use axum::Extension;
@@ -149,6 +149,7 @@ async fn serve(
     meter.upstream_called();
     if request.stream {
         let upstream = route.provider.chat_stream(&target, &request).await?;
+        let upstream = first_output(upstream).await?;
         return Ok(Served::Stream {
             upstream,
             include_usage: request.wants_stream_usage(),
@@ -157,6 +158,23 @@ async fn serve(
     Ok(Served::Complete(
         route.provider.chat(&target, &request).await?,
     ))
+}
+
+/// Holds the response back until the upstream produced its first output (or failed, or
+/// ended), so anything that goes wrong before the model said a word — a first-token timeout, an
+/// error event, a cut — is a proper HTTP error with its status, not a 200 with an error event.
+/// Only the few opening chunks (a role-only chunk) are held.
+async fn first_output(mut upstream: ChunkStream) -> Result<ChunkStream, ProviderError> {
+    let mut held = Vec::new();
+    while let Some(item) = upstream.next().await {
+        let chunk = item?;
+        let output = chunk.carries_output();
+        held.push(Ok(chunk));
+        if output {
+            break;
+        }
+    }
+    Ok(Box::pin(futures::stream::iter(held).chain(upstream)))
 }
 
 /// The text a completion produced: message content and tool-call arguments, for counting when

@@ -29,6 +29,11 @@ impl HttpClients {
         }
         let client = reqwest::Client::builder()
             .connect_timeout(connect)
+            // Never follow redirects: reqwest strips only `Authorization` on a cross-host
+            // redirect, so `api-key`, `x-api-key` and `x-goog-api-key` would travel to the new
+            // host, and a redirect could reach addresses the base-URL policy refuses. A 3xx is
+            // an upstream error instead.
+            .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)
             .build()?;

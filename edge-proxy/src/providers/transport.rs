@@ -16,6 +16,11 @@ use tokio::time::Instant;
 
 /// Largest upstream error body we read to extract a message.
 const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+/// Largest complete (non-streamed) upstream body: a full embeddings batch of 2048 × 3072
+/// floats is about 70 MB of JSON.
+const MAX_BODY_BYTES: usize = 256 * 1024 * 1024;
+/// Bodies above this are parsed off the async threads.
+const INLINE_PARSE_MAX_BYTES: usize = 1024 * 1024;
 /// Longest upstream error message we repeat to the client.
 const MAX_ERROR_MESSAGE_CHARS: usize = 500;
 
@@ -92,12 +97,19 @@ impl Upstream<'_> {
         let status = response.status();
         if !status.is_success() {
             let header_retry = retry_after_secs(response.headers());
-            let (message, body_retry) = self
+            let (message, body_retry, credentials_refused) = self
                 .error_details(status, response, started + deadlines.total)
                 .await;
+            // Gemini refuses a bad key with 400 API_KEY_INVALID; it is the gateway's
+            // credential problem (reported as 401 → 502), not the client's bad request.
+            let status = if credentials_refused {
+                401
+            } else {
+                status.as_u16()
+            };
             return Err(ProviderError::UpstreamStatus {
                 provider: self.provider.to_owned(),
-                status: status.as_u16(),
+                status,
                 message,
                 retry_after_secs: header_retry.or(body_retry),
             });
@@ -152,12 +164,11 @@ impl Upstream<'_> {
         status: reqwest::StatusCode,
         response: reqwest::Response,
         total_deadline: Instant,
-    ) -> (String, Option<u64>) {
+    ) -> (String, Option<u64>, bool) {
+        const CREDENTIALS_REFUSED: &str =
+            "the upstream rejected the gateway's credentials for this provider";
         if matches!(status.as_u16(), 401 | 403) {
-            return (
-                "the upstream rejected the gateway's credentials for this provider".to_owned(),
-                None,
-            );
+            return (CREDENTIALS_REFUSED.to_owned(), None, true);
         }
         let mut body = Vec::new();
         let mut stream = response.bytes_stream();
@@ -175,6 +186,9 @@ impl Upstream<'_> {
         // Gemini answers some errors as a one-element array.
         let error = json.as_ref().map(|json| json.get(0).unwrap_or(json));
         let retry = error.and_then(body_retry_delay_secs);
+        if error.is_some_and(is_invalid_key_error) {
+            return (CREDENTIALS_REFUSED.to_owned(), None, true);
+        }
         let text = error
             .and_then(|error| error.pointer("/error/message").and_then(Value::as_str))
             .map_or_else(
@@ -193,40 +207,73 @@ impl Upstream<'_> {
         } else {
             text
         };
-        (message, retry)
+        (message, retry, false)
     }
 }
 
 impl Call {
-    /// The whole body, within what is left of the total deadline.
+    /// The whole body, within what is left of the total deadline and at most
+    /// `MAX_BODY_BYTES` (a misbehaving upstream must not exhaust the edge's memory).
     pub async fn body(self) -> Result<Bytes, ProviderError> {
         let deadline = self.started + self.target.deadlines.total;
-        match tokio::time::timeout_at(deadline, self.response.bytes()).await {
-            Err(_) => Err(timeout(&self.provider, &self.target, TimeoutPhase::Total)),
-            Ok(Err(err)) => Err(ProviderError::Unreachable {
-                provider: self.provider.clone(),
-                reason: self.secret.redact(&without_url(&err)),
-            }),
-            Ok(Ok(bytes)) => Ok(bytes),
+        let mut stream = self.response.bytes_stream();
+        let mut body = bytes::BytesMut::new();
+        loop {
+            match tokio::time::timeout_at(deadline, stream.next()).await {
+                Err(_) => return Err(timeout(&self.provider, &self.target, TimeoutPhase::Total)),
+                Ok(None) => return Ok(body.freeze()),
+                Ok(Some(Err(err))) => {
+                    return Err(ProviderError::Unreachable {
+                        provider: self.provider.clone(),
+                        reason: self.secret.redact(&without_url(&err)),
+                    });
+                }
+                Ok(Some(Ok(piece))) => {
+                    if body.len() + piece.len() > MAX_BODY_BYTES {
+                        return Err(ProviderError::InvalidResponse {
+                            provider: self.provider.clone(),
+                            reason: format!("the response body exceeds {MAX_BODY_BYTES} bytes"),
+                        });
+                    }
+                    body.extend_from_slice(&piece);
+                }
+            }
         }
     }
 
     /// The body parsed as `T`; `what` names the expected shape in the error ("a chat
-    /// completion").
-    pub async fn json<T: DeserializeOwned>(self, what: &str) -> Result<T, ProviderError> {
+    /// completion"). Large bodies (a big embeddings batch) are parsed on the blocking pool.
+    pub async fn json<T: DeserializeOwned + Send + 'static>(
+        self,
+        what: &str,
+    ) -> Result<T, ProviderError> {
         let provider = self.provider.clone();
         let secret = self.secret.clone();
         let bytes = self.body().await?;
-        serde_json::from_slice(&bytes).map_err(|err| ProviderError::InvalidResponse {
+        let parsed = if bytes.len() <= INLINE_PARSE_MAX_BYTES {
+            serde_json::from_slice(&bytes)
+        } else {
+            match tokio::task::spawn_blocking(move || serde_json::from_slice::<T>(&bytes)).await {
+                Ok(parsed) => parsed,
+                Err(err) => {
+                    return Err(ProviderError::InvalidResponse {
+                        provider,
+                        reason: format!("parsing the response failed: {err}"),
+                    });
+                }
+            }
+        };
+        parsed.map_err(|err| ProviderError::InvalidResponse {
             provider,
             reason: secret.redact(&format!("not {what}: {err}")),
         })
     }
 
-    /// The SSE body as OpenAI chunks. The first chunk must come within the first-token
-    /// deadline, every later piece of body within the idle gap, and everything within the total
-    /// deadline; whichever fires ends the stream with a `Timeout` naming its phase. Dropping
-    /// the stream drops the upstream connection: that is how a client hang-up cancels the call.
+    /// The SSE body as OpenAI chunks. The first output (text, tool call, finish or usage) must
+    /// come within the first-token deadline, every later output within the idle gap, and
+    /// everything within the total deadline; whichever fires ends the stream with a `Timeout`
+    /// naming its phase. Dropping the stream drops the upstream connection: that is how a
+    /// client hang-up cancels the call.
     pub fn chunks<T: StreamTranslator>(self, mut translator: T) -> ChunkStream {
         let Call {
             provider,
@@ -279,7 +326,6 @@ impl Call {
                     }
                     Ok(Some(Ok(piece))) => piece,
                 };
-                last_activity = Instant::now();
                 let events = match decoder.feed(&piece) {
                     Ok(events) => events,
                     Err(err) => {
@@ -289,7 +335,13 @@ impl Call {
                 };
                 for event in &events {
                     let flow = translator.on_event(event, &mut out);
-                    produced_any |= !out.is_empty();
+                    // Only output counts: keep-alives, pings and a role-only opening chunk
+                    // neither satisfy the first-token deadline nor reset the idle one, so a
+                    // stalled generation that keeps pinging still ends.
+                    if out.iter().any(ChatCompletionChunk::carries_output) {
+                        produced_any = true;
+                        last_activity = Instant::now();
+                    }
                     for chunk in out.drain(..) {
                         yield Ok(chunk);
                     }
@@ -328,6 +380,18 @@ fn retry_after_secs(headers: &reqwest::header::HeaderMap) -> Option<u64> {
         .ok()
         .filter(|secs| secs.is_finite() && *secs >= 0.0)
         .map(|secs| Duration::from_secs_f64(secs.min(86_400.0)).as_secs().max(1))
+}
+
+/// Google's `ErrorInfo` detail with reason `API_KEY_INVALID` (Gemini's answer to a bad key).
+fn is_invalid_key_error(error: &Value) -> bool {
+    error
+        .pointer("/error/details")
+        .and_then(Value::as_array)
+        .is_some_and(|details| {
+            details.iter().any(|detail| {
+                detail.get("reason").and_then(Value::as_str) == Some("API_KEY_INVALID")
+            })
+        })
 }
 
 /// Google's `RetryInfo` detail (`"retryDelay": "29s"`) in whole seconds, at least 1.

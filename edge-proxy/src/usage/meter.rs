@@ -14,7 +14,7 @@ use crate::error::GatewayError;
 use crate::limits::admission::Admission;
 use crate::limits::spec::Demand;
 use crate::pricing::{Price, TokenUsage};
-use crate::providers::ProviderError;
+use crate::providers::{ProviderError, TimeoutPhase};
 use crate::tokens::TokenCounter;
 use std::time::Instant;
 
@@ -168,13 +168,21 @@ impl RequestMeter {
             GatewayError::LimitExceeded(_) => UsageStatus::Rejected,
             _ => UsageStatus::ClientError,
         };
-        // A failed call is not billed by the provider; there is nothing to reconcile.
-        self.finish(
-            status,
-            err.status().as_u16(),
-            TokenUsage::default(),
-            UsageSource::None,
-        );
+        // An upstream that answered with an error status bills nothing. One that accepted the
+        // request and then timed out, broke off or sent garbage may have billed the prompt, so
+        // the prompt (our count) is recorded, the same as for a client that hung up then.
+        let (usage, source) = match &err {
+            GatewayError::Provider(ProviderError::Timeout { phase, .. })
+                if *phase != TimeoutPhase::Connect =>
+            {
+                self.counted()
+            }
+            GatewayError::Provider(
+                ProviderError::InvalidResponse { .. } | ProviderError::StreamInterrupted { .. },
+            ) => self.counted(),
+            _ => (TokenUsage::default(), UsageSource::None),
+        };
+        self.finish(status, err.status().as_u16(), usage, source);
         err
     }
 
@@ -310,5 +318,66 @@ fn token_usage(usage: &Usage) -> TokenUsage {
         input_tokens: usage.prompt_tokens,
         cached_input_tokens: cached.min(usage.prompt_tokens),
         output_tokens: usage.completion_tokens,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::config::snapshot::Snapshot;
+    use crate::config::snapshot::tests::wire_snapshot;
+
+    /// The usage event recorded when a request that reached the upstream fails with `err`.
+    fn failed_after_call(err: ProviderError) -> UsageEvent {
+        let (sender, events) = std::sync::mpsc::sync_channel(4);
+        let context = MeterContext {
+            sink: UsageSink::from_sender(sender),
+            counter: TokenCounter::new(),
+            edge_id: "edge".into(),
+        };
+        let snapshot = Snapshot::try_from(wire_snapshot()).unwrap();
+        let mut meter = RequestMeter::start(&context, &snapshot.keys[0], "req", 1);
+        meter.prompt_counted(42);
+        meter.upstream_called();
+        meter.fail(GatewayError::Provider(err));
+        drop(meter);
+        let event = events.try_recv().unwrap();
+        assert!(events.try_recv().is_err(), "exactly one event");
+        event
+    }
+
+    #[test]
+    fn a_call_that_failed_after_the_upstream_took_it_bills_the_prompt() {
+        let timeout = |phase| ProviderError::Timeout {
+            provider: "p".into(),
+            phase,
+            after_ms: 1,
+        };
+        let first_token = failed_after_call(timeout(TimeoutPhase::FirstToken));
+        assert_eq!(
+            (first_token.input_tokens, first_token.status),
+            (42, UsageStatus::UpstreamTimeout)
+        );
+        let garbage = failed_after_call(ProviderError::InvalidResponse {
+            provider: "p".into(),
+            reason: "x".into(),
+        });
+        assert_eq!(garbage.input_tokens, 42);
+        // Never connected, or refused with an error status: the upstream billed nothing.
+        assert_eq!(
+            failed_after_call(timeout(TimeoutPhase::Connect)).input_tokens,
+            0
+        );
+        let refused = failed_after_call(ProviderError::UpstreamStatus {
+            provider: "p".into(),
+            status: 500,
+            message: "x".into(),
+            retry_after_secs: None,
+        });
+        assert_eq!(
+            (refused.input_tokens, refused.usage_source),
+            (0, UsageSource::None)
+        );
     }
 }

@@ -449,6 +449,53 @@ async fn auth_failures_never_echo_the_upstream_body() {
 }
 
 #[tokio::test]
+async fn geminis_400_for_a_bad_key_is_the_gateways_credential_problem() {
+    let body = format!(
+        r#"[{{"error":{{"code":400,"message":"API key not valid: {SECRET}","status":"INVALID_ARGUMENT",
+            "details":[{{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_INVALID"}}]}}}}]"#
+    );
+    let err = status_error(
+        "400 Bad Request",
+        "content-type: application/json\r\n",
+        &body,
+    )
+    .await;
+    let gateway = crate::error::GatewayError::from(err.clone());
+    assert_eq!(gateway.status(), 502);
+    let (status, message, _) = upstream_status(err);
+    assert_eq!(status, 401);
+    assert!(!message.contains(SECRET), "{message}");
+}
+
+#[tokio::test]
+async fn a_success_body_over_the_cap_is_an_invalid_response() {
+    // A content-length far beyond the cap; the transport stops reading at the cap.
+    let url = upstream(move |mut socket| async move {
+        let head = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            MAX_BODY_BYTES + 10
+        );
+        socket.write_all(head.as_bytes()).await.unwrap();
+        let block = vec![b' '; 1 << 20];
+        for _ in 0..=(MAX_BODY_BYTES >> 20) {
+            if socket.write_all(&block).await.is_err() {
+                return;
+            }
+        }
+        hold(socket).await;
+    })
+    .await;
+    let err = provider(&url)
+        .chat(&target(deadlines(5_000, 5_000, 60_000)), &request(false))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ProviderError::InvalidResponse { reason, .. } if reason.contains("exceeds")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_429_carries_the_upstream_retry_after() {
     let err = status_error(
         "429 Too Many Requests",
