@@ -125,7 +125,8 @@ fn invalid_value(param: &str, reason: &str) -> GatewayError {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EmbeddingsResponse {
-    /// Always "list".
+    /// Always "list" (some compatible servers omit it).
+    #[serde(default = "list")]
     pub object: String,
     pub data: Vec<Embedding>,
     pub model: String,
@@ -136,7 +137,8 @@ pub struct EmbeddingsResponse {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Embedding {
-    /// Always "embedding".
+    /// Always "embedding" (some compatible servers omit it).
+    #[serde(default = "embedding")]
     pub object: String,
     pub index: u32,
     pub embedding: Vec<f32>,
@@ -145,7 +147,17 @@ pub struct Embedding {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EmbeddingsUsage {
     pub prompt_tokens: u64,
+    /// Equal to prompt_tokens; some compatible servers omit it.
+    #[serde(default)]
     pub total_tokens: u64,
+}
+
+fn list() -> String {
+    "list".to_owned()
+}
+
+fn embedding() -> String {
+    "embedding".to_owned()
 }
 
 #[cfg(test)]
@@ -171,6 +183,17 @@ mod tests {
         assert_eq!(request.encoding_format, Some(EncodingFormat::Base64));
         assert_eq!(request.dimensions, Some(8));
         assert_eq!(request.extra["x"], 1);
+    }
+
+    #[test]
+    fn a_terse_compatible_server_response_still_parses() {
+        let response: EmbeddingsResponse = serde_json::from_str(
+            r#"{"data":[{"index":0,"embedding":[0.5]}],"model":"m","usage":{"prompt_tokens":3}}"#,
+        )
+        .unwrap();
+        assert_eq!(response.object, "list");
+        assert_eq!(response.data[0].object, "embedding");
+        assert_eq!(response.usage.unwrap().prompt_tokens, 3);
     }
 
     #[test]

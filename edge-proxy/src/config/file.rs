@@ -208,6 +208,31 @@ pub fn parse(text: &str) -> Result<Snapshot, FileConfigError> {
             kind,
             ProviderKind::AzureOpenAi { .. } | ProviderKind::Anthropic { .. }
         );
+        // Hosted APIs always need a key; only OpenAI-compatible servers (local ones) may not.
+        let needs_key = matches!(
+            kind,
+            ProviderKind::AzureOpenAi { .. }
+                | ProviderKind::Anthropic { .. }
+                | ProviderKind::Gemini(_)
+        );
+        let has_key = match &kind {
+            ProviderKind::AzureOpenAi { endpoint, .. }
+            | ProviderKind::Anthropic { endpoint, .. } => !endpoint.api_key.is_empty(),
+            ProviderKind::Gemini(endpoint) => !endpoint.api_key.is_empty(),
+            ProviderKind::Mock(_) | ProviderKind::OpenAi(_) => true,
+        };
+        if needs_key && !has_key {
+            return Err(invalid(format!(
+                "provider '{name}': {} needs api_key or api_key_env",
+                provider.kind
+            )));
+        }
+        if providers
+            .iter()
+            .any(|known: &ProviderConfig| known.name == name)
+        {
+            return Err(invalid(format!("provider '{name}' is defined twice")));
+        }
         if !versioned && !provider.api_version.is_empty() {
             return Err(invalid(format!(
                 "provider '{name}': api_version applies to azure_openai and anthropic only"
@@ -223,6 +248,12 @@ pub fn parse(text: &str) -> Result<Snapshot, FileConfigError> {
 
     let mut models = Vec::with_capacity(file.models.len());
     for model in file.models {
+        if models
+            .iter()
+            .any(|known: &ModelConfig| known.name == model.name)
+        {
+            return Err(invalid(format!("model '{}' is defined twice", model.name)));
+        }
         if !providers.iter().any(|p| p.id == model.provider) {
             return Err(invalid(format!(
                 "model '{}': unknown provider '{}'",
@@ -461,7 +492,7 @@ mod tests {
         for kind in ["openai", "gemini"] {
             let text = format!(
                 "[[providers]]\nname='p'\nkind='{kind}'\nbase_url='https://x.example'\n\
-                 api_version='2024-10-21'\n"
+                 api_key='k'\napi_version='2024-10-21'\n"
             );
             let err = parse(&text).unwrap_err().to_string();
             assert!(
@@ -471,6 +502,31 @@ mod tests {
         }
         let mock = parse("[[providers]]\nname='m'\nkind='mock'\napi_version='1'\n");
         assert!(mock.is_err());
+    }
+
+    #[test]
+    fn hosted_kinds_need_a_key_and_names_are_unique() {
+        for kind in ["azure_openai", "anthropic", "gemini"] {
+            let text =
+                format!("[[providers]]\nname='p'\nkind='{kind}'\nbase_url='https://x.example'\n");
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.contains("needs api_key"), "{kind}: {err}");
+        }
+        let twice = "[[providers]]\nname='m'\nkind='mock'\n[[providers]]\nname='m'\nkind='mock'\n";
+        assert!(
+            parse(twice)
+                .unwrap_err()
+                .to_string()
+                .contains("defined twice")
+        );
+        let models = "[[providers]]\nname='m'\nkind='mock'\n\
+                      [[models]]\nname='x'\nprovider='m'\n[[models]]\nname='x'\nprovider='m'\n";
+        assert!(
+            parse(models)
+                .unwrap_err()
+                .to_string()
+                .contains("defined twice")
+        );
     }
 
     #[test]

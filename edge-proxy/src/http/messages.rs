@@ -18,6 +18,13 @@ use serde::Serialize;
 use std::convert::Infallible;
 use std::sync::Arc;
 
+/// Anything else under `/v1/messages/` (e.g. the SDK's `count_tokens`): a 404 in Anthropic's
+/// shape, since the caller is an Anthropic client.
+pub async fn unknown(request: axum::extract::Request) -> Response {
+    crate::error::GatewayError::UnknownRoute(request.uri().path().to_owned())
+        .into_anthropic_response()
+}
+
 pub async fn create(
     State(state): State<Arc<AppState>>,
     Extension(request_id): Extension<RequestId>,

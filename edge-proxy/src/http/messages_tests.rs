@@ -192,3 +192,19 @@ async fn an_openai_style_bearer_token_works_here_too() {
     let message: Value = response.json().await.unwrap();
     assert_eq!(message["stop_reason"], "max_tokens");
 }
+
+#[tokio::test]
+async fn other_paths_under_messages_are_anthropic_404s() {
+    let edge = serve(vec![]).await;
+    let response = crate::providers::test_http_client()
+        .post(format!("{}/v1/messages/count_tokens", edge.url))
+        .header("x-api-key", "tg_limited")
+        .json(&hello(8))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["type"], "error");
+    assert_eq!(body["error"]["type"], "not_found_error");
+}

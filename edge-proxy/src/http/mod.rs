@@ -19,7 +19,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use chat::RequestId;
 use std::sync::Arc;
 use tracing::Instrument;
@@ -46,6 +46,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/chat/completions", post(chat::completions))
         .route("/v1/embeddings", post(embeddings::create))
         .route("/v1/messages", post(messages::create))
+        .route("/v1/messages/{*rest}", any(messages::unknown))
         .fallback(unknown_route)
         .layer(middleware::from_fn(request_id))
         .with_state(state)

@@ -11,15 +11,21 @@ pub struct SseEvent {
 #[derive(Debug, Default)]
 pub struct SseDecoder {
     buffer: Vec<u8>,
+    /// How much of `buffer` is known to hold no newline, so a long line arriving in small
+    /// pieces is scanned once, not once per piece.
+    scanned: usize,
     event: Option<String>,
     data: Vec<String>,
+    /// Bytes in `data`: with the unterminated line, bounded by `MAX_EVENT_BYTES`.
+    data_bytes: usize,
 }
 
-/// Upper bound on one unterminated line, so a hostile upstream cannot grow memory unboundedly.
-const MAX_LINE_BYTES: usize = 8 * 1024 * 1024;
+/// Upper bound on one event (its data lines plus an unterminated line), so a broken or hostile
+/// upstream cannot grow an edge's memory without bound.
+const MAX_EVENT_BYTES: usize = 8 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
-#[error("an SSE line exceeded {MAX_LINE_BYTES} bytes")]
+#[error("an SSE event exceeded {MAX_EVENT_BYTES} bytes")]
 pub struct LineTooLong;
 
 impl SseDecoder {
@@ -32,18 +38,24 @@ impl SseDecoder {
         self.buffer.extend_from_slice(bytes);
         let mut events = Vec::new();
         let mut consumed = 0;
-        while let Some(newline) = self.buffer[consumed..].iter().position(|&b| b == b'\n') {
-            let end = consumed + newline;
+        let mut search_from = self.scanned;
+        while let Some(newline) = self.buffer[search_from..].iter().position(|&b| b == b'\n') {
+            let end = search_from + newline;
             let line = &self.buffer[consumed..end];
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             let line = String::from_utf8_lossy(line).into_owned();
             consumed = end + 1;
+            search_from = consumed;
             if let Some(event) = self.line(&line) {
                 events.push(event);
             }
+            if self.data_bytes > MAX_EVENT_BYTES {
+                return Err(LineTooLong);
+            }
         }
         self.buffer.drain(..consumed);
-        if self.buffer.len() > MAX_LINE_BYTES {
+        self.scanned = self.buffer.len();
+        if self.buffer.len() + self.data_bytes > MAX_EVENT_BYTES {
             return Err(LineTooLong);
         }
         Ok(events)
@@ -55,6 +67,7 @@ impl SseDecoder {
                 self.event = None;
                 return None;
             }
+            self.data_bytes = 0;
             return Some(SseEvent {
                 event: self.event.take(),
                 data: std::mem::take(&mut self.data).join("\n"),
@@ -66,7 +79,10 @@ impl SseDecoder {
         let (field, value) = line.split_once(':').unwrap_or((line, ""));
         let value = value.strip_prefix(' ').unwrap_or(value);
         match field {
-            "data" => self.data.push(value.to_owned()),
+            "data" => {
+                self.data_bytes += value.len() + 1;
+                self.data.push(value.to_owned());
+            }
             "event" => self.event = Some(value.to_owned()),
             _ => {}
         }
@@ -99,6 +115,51 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn an_endless_event_is_refused_whether_one_line_or_many() {
+        let mut decoder = SseDecoder::new();
+        let piece = vec![b'x'; 64 * 1024];
+        let mut failed = false;
+        for _ in 0..(MAX_EVENT_BYTES / piece.len() + 2) {
+            if decoder.feed(&piece).is_err() {
+                failed = true;
+                break;
+            }
+        }
+        assert!(failed, "one endless line");
+
+        let mut decoder = SseDecoder::new();
+        let line = format!("data: {}\n", "y".repeat(64 * 1024));
+        let mut failed = false;
+        for _ in 0..(MAX_EVENT_BYTES / line.len() + 2) {
+            if decoder.feed(line.as_bytes()).is_err() {
+                failed = true;
+                break;
+            }
+        }
+        assert!(failed, "endless data lines without a blank line");
+
+        // Many events of the same total size are fine: the bound is per event.
+        let mut decoder = SseDecoder::new();
+        let event = format!("data: {}\n\n", "z".repeat(64 * 1024));
+        for _ in 0..(MAX_EVENT_BYTES / event.len() + 2) {
+            assert_eq!(decoder.feed(event.as_bytes()).unwrap().len(), 1);
+        }
+    }
+
+    #[test]
+    fn a_line_split_across_many_reads_comes_out_whole() {
+        let mut decoder = SseDecoder::new();
+        for piece in ["da", "ta: a", "b", "c\r", "\n", "\n"] {
+            let events = decoder.feed(piece.as_bytes()).unwrap();
+            if piece == "\n" && !events.is_empty() {
+                assert_eq!(events[0].data, "abc");
+                return;
+            }
+        }
+        panic!("no event");
     }
 
     #[test]

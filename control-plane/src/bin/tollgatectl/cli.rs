@@ -364,8 +364,8 @@ pub struct TimeoutArgs {
     /// TCP + TLS connection to the provider.
     #[arg(long, value_name = "MS", default_value_t = 0)]
     pub connect_timeout_ms: u32,
-    /// From sending the request to the first streamed chunk (or the whole response when not
-    /// streaming).
+    /// From sending the request to the first streamed output (streams only; a complete
+    /// response is bounded by the total deadline).
     #[arg(long, value_name = "MS", default_value_t = 0)]
     pub first_token_timeout_ms: u32,
     /// Longest silence between two streamed chunks.
