@@ -189,6 +189,22 @@ async fn tool_call_streaming() {
     golden!("anthropic__tool_call_streaming", record);
 }
 
+/// A call without arguments streams one empty fragment; the client must still read "{}".
+#[tokio::test]
+async fn tool_call_no_arguments_streaming() {
+    let record = run(
+        json!({
+            "model": "claude",
+            "messages": [{"role": "user", "content": "What time is it?"}],
+            "tools": [{"type": "function", "function": {"name": "get_time"}}],
+            "stream": true
+        }),
+        UpstreamReply::sse(&fixture("tool_call_no_arguments.sse")),
+    )
+    .await;
+    golden!("anthropic__tool_call_no_arguments_streaming", record);
+}
+
 fn city_schema_request(stream: bool) -> Value {
     json!({
         "model": "claude",

@@ -338,6 +338,71 @@ fn thinking_is_skipped_and_text_after_it_streams() {
     assert_eq!(chunks[0]["id"], "msg_1");
 }
 
+/// Feeds a `tool_use` block at index 0 that streams only an empty fragment, then its stop
+/// (twice: a repeated stop must not repeat the arguments); returns the chunks of each step.
+fn empty_tool_block(json_mode: bool) -> Vec<Vec<Value>> {
+    let mut translator = AnthropicChunks::starting_at(json_mode, 0);
+    feed(&mut translator, &start()).unwrap();
+    [
+        json!({"type": "content_block_start", "index": 0, "content_block":
+            {"type": "tool_use", "id": "toolu_1", "name": "get_time", "input": {}}}),
+        json!({"type": "content_block_delta", "index": 0,
+            "delta": {"type": "input_json_delta", "partial_json": ""}}),
+        json!({"type": "content_block_stop", "index": 0}),
+        json!({"type": "content_block_stop", "index": 0}),
+    ]
+    .into_iter()
+    .map(|data| feed(&mut translator, &event(None, data)).unwrap())
+    .collect()
+}
+
+#[test]
+fn a_tool_call_without_arguments_streams_an_empty_object() {
+    let steps = empty_tool_block(false);
+    assert_eq!(
+        steps[0][0]["choices"][0]["delta"]["tool_calls"][0]["function"],
+        json!({"name": "get_time", "arguments": ""})
+    );
+    assert!(steps[1].is_empty());
+    assert_eq!(steps[2].len(), 1);
+    assert_eq!(
+        steps[2][0]["choices"][0]["delta"],
+        json!({"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]})
+    );
+    assert!(steps[3].is_empty());
+}
+
+#[test]
+fn an_empty_json_answer_streams_an_empty_object() {
+    let steps = empty_tool_block(true);
+    assert!(steps[0].is_empty() && steps[1].is_empty() && steps[3].is_empty());
+    assert_eq!(steps[2][0]["choices"][0]["delta"], json!({"content": "{}"}));
+}
+
+#[test]
+fn tool_calls_with_arguments_and_text_blocks_add_nothing_at_their_stop() {
+    let mut translator = AnthropicChunks::starting_at(false, 0);
+    feed(&mut translator, &start()).unwrap();
+    for data in [
+        json!({"type": "content_block_start", "index": 0,
+            "content_block": {"type": "text", "text": ""}}),
+        json!({"type": "content_block_start", "index": 1, "content_block":
+            {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}}}),
+        json!({"type": "content_block_delta", "index": 1,
+            "delta": {"type": "input_json_delta", "partial_json": "{}"}}),
+    ] {
+        feed(&mut translator, &event(None, data)).unwrap();
+    }
+    for index in [0, 1] {
+        let stop = json!({"type": "content_block_stop", "index": index});
+        assert!(
+            feed(&mut translator, &event(None, stop))
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
+
 #[test]
 fn protocol_violations_end_the_stream() {
     let delta = event(
@@ -356,6 +421,15 @@ fn protocol_violations_end_the_stream() {
         feed(&mut translator, &delta)
             .unwrap_err()
             .contains("content block 0")
+    );
+    let stop = event(
+        Some("content_block_stop"),
+        json!({"type": "content_block_stop", "index": 3}),
+    );
+    assert!(
+        feed(&mut translator, &stop)
+            .unwrap_err()
+            .contains("content block 3")
     );
     let far = event(
         Some("content_block_start"),

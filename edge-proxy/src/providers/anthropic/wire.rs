@@ -233,6 +233,11 @@ pub struct BlockDelta<'a> {
 }
 
 #[derive(Debug, Deserialize)]
+pub struct ContentBlockStop {
+    pub index: usize,
+}
+
+#[derive(Debug, Deserialize)]
 pub struct MessageDelta {
     #[serde(default)]
     pub delta: MessageDeltaBody,
