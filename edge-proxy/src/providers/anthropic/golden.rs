@@ -174,6 +174,36 @@ async fn tool_result() {
     golden!("anthropic__tool_result", record);
 }
 
+/// A conversation an OpenAI model answered before, replayed as OpenAI's SDKs send it back:
+/// assistant messages with `annotations: []`, `refusal: null`, `audio: null`, an empty
+/// `tool_calls`, empty content; a tool message with `name` and an empty result.
+#[tokio::test]
+async fn replayed_openai_conversation() {
+    let record = run(
+        json!({
+            "model": "claude",
+            "messages": [
+                {"role": "system", "content": ""},
+                {"role": "user", "content": "What time is it in Paris?"},
+                {"role": "assistant", "content": null, "refusal": null, "annotations": [],
+                 "audio": null, "tool_calls": [
+                    {"id": "call_Qm3b", "type": "function",
+                     "function": {"name": "get_time", "arguments": "{}"}}
+                ]},
+                {"role": "tool", "tool_call_id": "call_Qm3b", "name": "get_time", "content": ""},
+                {"role": "assistant", "content": "", "refusal": null, "annotations": [],
+                 "tool_calls": []},
+                {"role": "user", "content": [{"type": "text", "text": ""}]},
+                {"role": "user", "content": "The clock tool seems broken; guess."}
+            ],
+            "tools": [{"type": "function", "function": {"name": "get_time"}}]
+        }),
+        UpstreamReply::json(&fixture("tool_result.json")),
+    )
+    .await;
+    golden!("anthropic__replayed_openai_conversation", record);
+}
+
 #[tokio::test]
 async fn tool_call_streaming() {
     let record = run(

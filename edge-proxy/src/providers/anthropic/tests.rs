@@ -207,6 +207,97 @@ fn message_shapes_anthropic_cannot_carry_are_refused_by_path() {
     }
 }
 
+/// The upstream messages for a conversation.
+fn upstream_messages(messages: Value) -> Value {
+    body(json!({"messages": messages})).unwrap()["messages"].clone()
+}
+
+#[test]
+fn fields_without_a_value_on_replayed_messages_are_ignored() {
+    let messages = upstream_messages(json!([
+        {"role": "user", "content": "hi", "name": null},
+        {"role": "assistant", "content": "hello", "refusal": null, "annotations": [],
+         "audio": null, "tool_calls": null, "function_call": {}},
+        {"role": "user", "content": "bye"}
+    ]));
+    assert_eq!(
+        messages,
+        json!([
+            {"role": "user", "content": [{"type": "text", "text": "hi"}]},
+            {"role": "assistant", "content": [{"type": "text", "text": "hello"}]},
+            {"role": "user", "content": [{"type": "text", "text": "bye"}]}
+        ])
+    );
+    // A field with a value is still refused by path.
+    let citation = json!({"type": "url_citation", "url_citation": {"url": "https://x"}});
+    assert_eq!(
+        refused(json!({"messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "x", "annotations": [citation]}
+        ]})),
+        "messages[1].annotations"
+    );
+    assert_eq!(
+        refused(json!({"messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "x", "refusal": "no"}
+        ]})),
+        "messages[1].refusal"
+    );
+}
+
+#[test]
+fn empty_messages_are_left_out_and_their_neighbours_merge() {
+    let messages = upstream_messages(json!([
+        {"role": "user", "content": "a"},
+        {"role": "assistant", "content": ""},
+        {"role": "user", "content": [{"type": "text", "text": ""}]},
+        {"role": "assistant", "content": [], "tool_calls": []},
+        {"role": "user", "content": "b"},
+        {"role": "assistant", "content": null}
+    ]));
+    assert_eq!(
+        messages,
+        json!([{"role": "user", "content": [
+            {"type": "text", "text": "a"},
+            {"type": "text", "text": "b"}
+        ]}])
+    );
+    for messages in [
+        json!([{"role": "user", "content": ""}]),
+        json!([{"role": "system", "content": "be brief"}, {"role": "user", "content": []}]),
+    ] {
+        assert_eq!(refused(json!({"messages": messages})), "messages");
+    }
+}
+
+#[test]
+fn a_tool_messages_name_is_dropped_and_an_empty_result_has_no_content() {
+    let call = json!({"id": "toolu_1", "type": "function",
+        "function": {"name": "get_time", "arguments": ""}});
+    let messages = upstream_messages(json!([
+        {"role": "user", "content": "time?"},
+        {"role": "assistant", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "toolu_1", "name": "get_time", "content": ""},
+        {"role": "tool", "tool_call_id": "toolu_1", "content": [{"type": "text", "text": ""}]},
+        {"role": "tool", "tool_call_id": "toolu_1", "name": "get_time", "content": "noon"}
+    ]));
+    assert_eq!(
+        messages[1],
+        json!({"role": "assistant", "content": [
+            {"type": "tool_use", "id": "toolu_1", "name": "get_time", "input": {}}
+        ]})
+    );
+    assert_eq!(
+        messages[2],
+        json!({"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_1"},
+            {"type": "tool_result", "tool_use_id": "toolu_1"},
+            {"type": "tool_result", "tool_use_id": "toolu_1", "content": "noon"}
+        ]})
+    );
+}
+
 #[test]
 fn tools_and_tool_choice_are_translated() {
     let tools = json!([{"type": "function", "function": {"name": "f", "strict": true}}]);

@@ -78,7 +78,8 @@ pub enum Block<'a> {
     },
     ToolResult {
         tool_use_id: &'a str,
-        content: ToolResultContent<'a>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        content: Option<ToolResultContent<'a>>,
     },
 }
 
