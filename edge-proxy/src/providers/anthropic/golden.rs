@@ -47,11 +47,14 @@ async fn text() {
             "max_tokens": 100,
             "temperature": 0.7,
             "top_p": 0.9,
+            "top_k": 40,
             "stop": "\n\nHuman:",
             "user": "user-42",
             "n": 1,
             "presence_penalty": 0,
-            "logprobs": false
+            "logprobs": false,
+            "top_logprobs": 0,
+            "metadata": {}
         }),
         UpstreamReply::json(&fixture("text.json")),
     )

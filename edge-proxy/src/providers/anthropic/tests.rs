@@ -74,7 +74,9 @@ fn parameters_anthropic_cannot_carry_are_refused_by_name() {
         (json!({"prompt_cache_key": "k"}), "prompt_cache_key"),
         (json!({"functions": [{"name": "f"}]}), "functions"),
         (json!({"function_call": "auto"}), "function_call"),
-        (json!({"top_k": 5}), "top_k"),
+        (json!({"top_k": -1}), "top_k"),
+        (json!({"top_k": 2.5}), "top_k"),
+        (json!({"top_k": "5"}), "top_k"),
         (json!({"temperature": 1.5}), "temperature"),
         (json!({"temperature": "hot"}), "temperature"),
         (json!({"top_p": "high"}), "top_p"),
@@ -110,7 +112,9 @@ fn openai_defaults_are_accepted_and_dropped() {
         "parallel_tool_calls": true,
         "stream_options": {"include_usage": true},
         "seed": null,
-        "top_logprobs": null,
+        "audio": null,
+        "top_logprobs": 0,
+        "metadata": {},
         "response_format": {"type": "text"},
         "tool_choice": "auto"
     }))
@@ -131,6 +135,7 @@ fn sampling_limits_and_attribution_are_translated() {
     let translated = body(json!({
         "temperature": 1,
         "top_p": 0.5,
+        "top_k": 40,
         "stop": ["x", "y"],
         "max_tokens": 10,
         "max_completion_tokens": 20,
@@ -140,6 +145,8 @@ fn sampling_limits_and_attribution_are_translated() {
     .unwrap();
     assert_eq!(translated["temperature"], 1);
     assert_eq!(translated["top_p"], 0.5);
+    assert_eq!(translated["top_k"], 40);
+    assert_eq!(body(json!({"top_k": 0})).unwrap()["top_k"], 0);
     assert_eq!(translated["stop_sequences"], json!(["x", "y"]));
     assert_eq!(translated["max_tokens"], 20);
     assert_eq!(translated["metadata"], json!({"user_id": "u-1"}));

@@ -23,6 +23,8 @@ pub struct MessagesRequest<'a> {
     pub temperature: Option<&'a Number>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub top_p: Option<&'a Number>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<u64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub stop_sequences: Vec<&'a str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
