@@ -1,7 +1,7 @@
 //! The client's OpenAI-shaped request → an Anthropic Messages body. Every OpenAI parameter is
 //! either translated, accepted because its value is OpenAI's default (a no-op), or refused
-//! with a 400 naming it; fields that are not OpenAI parameters at all are refused too, so
-//! nothing the client asked for is silently lost.
+//! with a 400 naming it; fields that are not OpenAI parameters at all are refused too (except
+//! Anthropic's own `top_k`), so nothing the client asked for is silently lost.
 
 use super::messages;
 use super::tools::{self, Tooling};

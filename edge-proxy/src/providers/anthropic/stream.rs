@@ -1,8 +1,9 @@
 //! Anthropic's stream events → OpenAI chunks. Anthropic streams content blocks by index (text,
 //! tool use, thinking) between `message_start` and `message_stop`; OpenAI streams one delta per
 //! chunk, tool calls numbered by their own index. The translator keeps what the protocol needs
-//! across events: the message id and model, which block is which tool call, the stop reason
-//! and the token counts (cumulative in Anthropic's reports).
+//! across events: the message id and model, which block is which tool call (and whether its
+//! arguments streamed), the stop reason and the token counts (cumulative in Anthropic's
+//! reports).
 //!
 //! Thinking blocks (`thinking_delta`, `signature_delta`) and other block kinds OpenAI's chunk
 //! has no place for are skipped; `ping` and unknown event types are ignored, as Anthropic's
