@@ -47,11 +47,14 @@ async fn text() {
             "max_tokens": 100,
             "temperature": 0.7,
             "top_p": 0.9,
+            "top_k": 40,
             "stop": "\n\nHuman:",
             "user": "user-42",
             "n": 1,
             "presence_penalty": 0,
-            "logprobs": false
+            "logprobs": false,
+            "top_logprobs": 0,
+            "metadata": {}
         }),
         UpstreamReply::json(&fixture("text.json")),
     )
@@ -174,6 +177,36 @@ async fn tool_result() {
     golden!("anthropic__tool_result", record);
 }
 
+/// A conversation an OpenAI model answered before, replayed as OpenAI's SDKs send it back:
+/// assistant messages with `annotations: []`, `refusal: null`, `audio: null`, an empty
+/// `tool_calls`, empty content; a tool message with `name` and an empty result.
+#[tokio::test]
+async fn replayed_openai_conversation() {
+    let record = run(
+        json!({
+            "model": "claude",
+            "messages": [
+                {"role": "system", "content": ""},
+                {"role": "user", "content": "What time is it in Paris?"},
+                {"role": "assistant", "content": null, "refusal": null, "annotations": [],
+                 "audio": null, "tool_calls": [
+                    {"id": "call_Qm3b", "type": "function",
+                     "function": {"name": "get_time", "arguments": "{}"}}
+                ]},
+                {"role": "tool", "tool_call_id": "call_Qm3b", "name": "get_time", "content": ""},
+                {"role": "assistant", "content": "", "refusal": null, "annotations": [],
+                 "tool_calls": []},
+                {"role": "user", "content": [{"type": "text", "text": ""}]},
+                {"role": "user", "content": "The clock tool seems broken; guess."}
+            ],
+            "tools": [{"type": "function", "function": {"name": "get_time"}}]
+        }),
+        UpstreamReply::json(&fixture("tool_result.json")),
+    )
+    .await;
+    golden!("anthropic__replayed_openai_conversation", record);
+}
+
 #[tokio::test]
 async fn tool_call_streaming() {
     let record = run(
@@ -187,6 +220,22 @@ async fn tool_call_streaming() {
     )
     .await;
     golden!("anthropic__tool_call_streaming", record);
+}
+
+/// A call without arguments streams one empty fragment; the client must still read "{}".
+#[tokio::test]
+async fn tool_call_no_arguments_streaming() {
+    let record = run(
+        json!({
+            "model": "claude",
+            "messages": [{"role": "user", "content": "What time is it?"}],
+            "tools": [{"type": "function", "function": {"name": "get_time"}}],
+            "stream": true
+        }),
+        UpstreamReply::sse(&fixture("tool_call_no_arguments.sse")),
+    )
+    .await;
+    golden!("anthropic__tool_call_no_arguments_streaming", record);
 }
 
 fn city_schema_request(stream: bool) -> Value {

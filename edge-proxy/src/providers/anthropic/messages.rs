@@ -19,7 +19,12 @@ pub struct Conversation<'a> {
 
 impl<'a> Conversation<'a> {
     /// Appends to the last message when it has the same role (Anthropic requires alternation).
+    /// A message without content is left out: Anthropic refuses empty messages, and leaving
+    /// one out cannot break alternation, since its neighbours then merge.
     fn push(&mut self, role: Role, content: Vec<Block<'a>>) {
+        if content.is_empty() {
+            return;
+        }
         match self.messages.last_mut() {
             Some(last) if last.role == role => last.content.extend(content),
             _ => self.messages.push(Message { role, content }),
@@ -48,7 +53,7 @@ pub fn convert(messages: &[ChatMessage]) -> Result<Conversation<'_>, ProviderErr
             chat::Role::Assistant => {
                 let mut blocks = Vec::new();
                 content_blocks(i, message.content.as_ref(), Parts::Text, &mut blocks)?;
-                if let Some(calls) = message.extra.get("tool_calls") {
+                if let Some(calls) = message.extra.get("tool_calls").filter(|v| !v.is_null()) {
                     tool_uses(i, calls, &mut blocks)?;
                 }
                 conversation.push(Role::Assistant, blocks);
@@ -64,12 +69,20 @@ pub fn convert(messages: &[ChatMessage]) -> Result<Conversation<'_>, ProviderErr
             }
         }
     }
+    if conversation.messages.is_empty() {
+        return Err(unsupported(
+            "messages",
+            "Anthropic needs at least one user or assistant message with content",
+        ));
+    }
     Ok(conversation)
 }
 
 /// Fields beyond `role` and `content` that a message of this role may carry. A tool message's
 /// `name` is redundant (the `tool_call_id` identifies the call) and is dropped; anywhere else a
 /// participant name has no place in Anthropic's messages, so it is refused rather than lost.
+/// Fields without a value (null, `[]`, `{}`) say nothing and pass: conversations replayed from
+/// OpenAI's answers carry `annotations: []`, `refusal: null`, `audio: null`.
 fn check_fields(i: usize, message: &ChatMessage) -> Result<(), ProviderError> {
     let allowed: &[&str] = match message.role {
         chat::Role::Assistant => &["tool_calls"],
@@ -78,7 +91,7 @@ fn check_fields(i: usize, message: &ChatMessage) -> Result<(), ProviderError> {
         chat::Role::Function => return Ok(()),
         _ => &[],
     };
-    match non_null_keys(&message.extra).find(|key| !allowed.contains(key)) {
+    match valued_keys(&message.extra).find(|key| !allowed.contains(key)) {
         None => Ok(()),
         Some(key) => Err(unsupported(
             format!("messages[{i}].{key}"),
@@ -87,10 +100,15 @@ fn check_fields(i: usize, message: &ChatMessage) -> Result<(), ProviderError> {
     }
 }
 
-fn non_null_keys(fields: &Map<String, Value>) -> impl Iterator<Item = &str> {
+fn valued_keys(fields: &Map<String, Value>) -> impl Iterator<Item = &str> {
     fields
         .iter()
-        .filter(|(_, value)| !value.is_null())
+        .filter(|(_, value)| match value {
+            Value::Null => false,
+            Value::Array(items) => !items.is_empty(),
+            Value::Object(fields) => !fields.is_empty(),
+            _ => true,
+        })
         .map(|(key, _)| key.as_str())
 }
 
@@ -252,21 +270,24 @@ fn tool_result(i: usize, message: &ChatMessage) -> Result<Block<'_>, ProviderErr
                 "a tool message needs the tool_call_id it answers",
             )
         })?;
+    // An empty result is sent without content (optional in Anthropic's reference), never as
+    // an empty text.
     let content = match &message.content {
-        None => ToolResultContent::Text(""),
-        Some(MessageContent::Text(text)) => ToolResultContent::Text(text),
+        None => None,
+        Some(MessageContent::Text(text)) => {
+            (!text.is_empty()).then_some(ToolResultContent::Text(text))
+        }
         Some(parts) => {
             let mut blocks = Vec::new();
             content_blocks(i, Some(parts), Parts::Text, &mut blocks)?;
-            ToolResultContent::Blocks(
-                blocks
-                    .into_iter()
-                    .filter_map(|block| match block {
-                        Block::Text { text } => Some(TextBlock::new(text)),
-                        _ => None,
-                    })
-                    .collect(),
-            )
+            let texts: Vec<_> = blocks
+                .into_iter()
+                .filter_map(|block| match block {
+                    Block::Text { text } => Some(TextBlock::new(text)),
+                    _ => None,
+                })
+                .collect();
+            (!texts.is_empty()).then_some(ToolResultContent::Blocks(texts))
         }
     };
     Ok(Block::ToolResult {

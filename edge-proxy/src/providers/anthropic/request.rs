@@ -1,7 +1,7 @@
 //! The client's OpenAI-shaped request → an Anthropic Messages body. Every OpenAI parameter is
 //! either translated, accepted because its value is OpenAI's default (a no-op), or refused
-//! with a 400 naming it; fields that are not OpenAI parameters at all are refused too, so
-//! nothing the client asked for is silently lost.
+//! with a 400 naming it; fields that are not OpenAI parameters at all are refused too (except
+//! Anthropic's own `top_k`), so nothing the client asked for is silently lost.
 
 use super::messages;
 use super::tools::{self, Tooling};
@@ -59,6 +59,7 @@ pub fn translate<'a>(
         messages: conversation.messages,
         temperature: None,
         top_p: None,
+        top_k: None,
         stop_sequences: Vec::new(),
         tools,
         tool_choice,
@@ -92,6 +93,14 @@ fn parameter<'a>(
             body.temperature = Some(temperature);
         }
         "top_p" => body.top_p = Some(number(name, value)?),
+        // Not OpenAI's, but Anthropic's own: clients of the gateway's `/v1/messages` send it.
+        "top_k" => {
+            body.top_k = Some(
+                value
+                    .as_u64()
+                    .ok_or_else(|| unsupported(name, "must be an integer of 0 or more"))?,
+            );
+        }
         "stop" => body.stop_sequences = stop_sequences(value)?,
         // Attribution only; `safety_identifier` is OpenAI's newer name for `user`.
         "user" | "safety_identifier" => {
@@ -112,9 +121,9 @@ fn parameter<'a>(
 /// OpenAI parameters Anthropic cannot carry: accepted only at their default value.
 fn no_op(name: &str, value: &Value) -> Result<(), ProviderError> {
     let is_default = match name {
-        "frequency_penalty" | "presence_penalty" => value.as_f64() == Some(0.0),
+        "frequency_penalty" | "presence_penalty" | "top_logprobs" => value.as_f64() == Some(0.0),
         "logprobs" | "store" => value == &Value::Bool(false),
-        "logit_bias" => value.as_object().is_some_and(serde_json::Map::is_empty),
+        "logit_bias" | "metadata" => value.as_object().is_some_and(serde_json::Map::is_empty),
         "modalities" => value
             .as_array()
             .is_some_and(|modalities| modalities.iter().all(|m| m == "text")),

@@ -5,6 +5,10 @@ use super::wire::{ContentBlock, MessageResponse, ResponseUsage};
 use crate::api::chat::{ChatCompletion, Choice, ResponseMessage, Usage};
 use serde_json::{Map, Value, json};
 
+/// A tool input without fields, as OpenAI's arguments string: what a call without arguments
+/// reads as, streamed or not.
+pub const EMPTY_INPUT: &str = "{}";
+
 /// OpenAI's finish reason for Anthropic's stop reason. In JSON mode the forced tool call is the
 /// answer, so `tool_use` means a normal stop. Unknown (future) reasons read as "stop".
 pub fn finish_reason(stop_reason: Option<&str>, json_mode: bool) -> &'static str {
@@ -68,11 +72,11 @@ pub fn completion(message: MessageResponse, json_mode: bool, created: i64) -> Ch
     for block in message.content {
         match block {
             ContentBlock::Text { text: piece } => text.push_str(&piece),
-            ContentBlock::ToolUse { input, .. } if json_mode => text.push_str(&input.to_string()),
+            ContentBlock::ToolUse { input, .. } if json_mode => text.push_str(&arguments(&input)),
             ContentBlock::ToolUse { id, name, input } => tool_calls.push(json!({
                 "id": id,
                 "type": "function",
-                "function": { "name": name, "arguments": input.to_string() },
+                "function": { "name": name, "arguments": arguments(&input) },
             })),
             ContentBlock::Other => {}
         }
@@ -111,6 +115,15 @@ pub fn completion(message: MessageResponse, json_mode: bool, created: i64) -> Ch
     }
 }
 
+/// A tool input as OpenAI's arguments string; a missing input is an empty one.
+fn arguments(input: &Value) -> String {
+    if input.is_null() {
+        EMPTY_INPUT.to_owned()
+    } else {
+        input.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,6 +143,18 @@ mod tests {
         ] {
             assert_eq!(finish_reason(stop, json_mode), finish, "{stop:?}");
         }
+    }
+
+    #[test]
+    fn a_tool_call_without_input_has_empty_object_arguments() {
+        let message: MessageResponse = serde_json::from_value(json!({
+            "id": "msg_1", "model": "claude-x", "stop_reason": "tool_use",
+            "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_time"}]
+        }))
+        .unwrap_or_else(|err| panic!("{err}"));
+        let completion = completion(message, false, 0);
+        let calls = &completion.choices[0].message.extra["tool_calls"];
+        assert_eq!(calls[0]["function"]["arguments"], "{}");
     }
 
     #[test]

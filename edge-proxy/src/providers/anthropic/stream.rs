@@ -1,16 +1,18 @@
 //! Anthropic's stream events → OpenAI chunks. Anthropic streams content blocks by index (text,
 //! tool use, thinking) between `message_start` and `message_stop`; OpenAI streams one delta per
 //! chunk, tool calls numbered by their own index. The translator keeps what the protocol needs
-//! across events: the message id and model, which block is which tool call, the stop reason
-//! and the token counts (cumulative in Anthropic's reports).
+//! across events: the message id and model, which block is which tool call (and whether its
+//! arguments streamed), the stop reason and the token counts (cumulative in Anthropic's
+//! reports).
 //!
 //! Thinking blocks (`thinking_delta`, `signature_delta`) and other block kinds OpenAI's chunk
 //! has no place for are skipped; `ping` and unknown event types are ignored, as Anthropic's
 //! versioning policy asks of clients.
 
-use super::response::{TokenCounts, finish_reason};
+use super::response::{EMPTY_INPUT, TokenCounts, finish_reason};
 use super::wire::{
-    ContentBlockDelta, ContentBlockStart, ErrorEvent, EventType, MessageDelta, MessageStart,
+    ContentBlockDelta, ContentBlockStart, ContentBlockStop, ErrorEvent, EventType, MessageDelta,
+    MessageStart,
 };
 use crate::api::chat::{ChatCompletionChunk, ChunkChoice, Delta};
 use crate::providers::sse::SseEvent;
@@ -34,6 +36,23 @@ enum BlockRole {
     Skipped,
 }
 
+/// A content block as far as the stream has seen it.
+#[derive(Debug, Clone, Copy)]
+struct OpenBlock {
+    role: BlockRole,
+    /// Whether a non-empty input fragment went out for this tool block. Anthropic streams a
+    /// call without arguments as one empty fragment, which a client would accumulate to "",
+    /// where the complete answer says "{}"; the block's stop then sends the "{}" itself.
+    input_sent: bool,
+}
+
+impl OpenBlock {
+    const SKIPPED: Self = Self {
+        role: BlockRole::Skipped,
+        input_sent: false,
+    };
+}
+
 /// One stream's translator; see the module doc. Public for the translation benchmark.
 #[derive(Debug)]
 pub struct AnthropicChunks {
@@ -42,7 +61,7 @@ pub struct AnthropicChunks {
     /// Set by `message_start`; `None` before it.
     message: Option<(String, String)>,
     /// Indexed by Anthropic's block index.
-    blocks: Vec<BlockRole>,
+    blocks: Vec<OpenBlock>,
     tool_call_count: u32,
     counts: TokenCounts,
     stop_reason: Option<String>,
@@ -163,9 +182,12 @@ impl AnthropicChunks {
             ));
         }
         if start.index >= self.blocks.len() {
-            self.blocks.resize(start.index + 1, BlockRole::Skipped);
+            self.blocks.resize(start.index + 1, OpenBlock::SKIPPED);
         }
-        self.blocks[start.index] = role;
+        self.blocks[start.index] = OpenBlock {
+            role,
+            input_sent: false,
+        };
         if let (BlockRole::Text, Some(text)) = (role, block.text)
             && !text.is_empty()
         {
@@ -175,15 +197,16 @@ impl AnthropicChunks {
     }
 
     fn block_delta(
-        &self,
+        &mut self,
         event: &SseEvent,
         out: &mut Vec<ChatCompletionChunk>,
     ) -> Result<(), String> {
         let delta: ContentBlockDelta<'_> = parse(event)?;
-        let role =
-            self.blocks.get(delta.index).copied().ok_or_else(|| {
-                format!("a delta for content block {} before its start", delta.index)
-            })?;
+        let block = self
+            .blocks
+            .get_mut(delta.index)
+            .ok_or_else(|| format!("a delta for content block {} before its start", delta.index))?;
+        let role = block.role;
         let fragment = match (role, delta.delta.kind.as_ref()) {
             (BlockRole::Text, "text_delta") => delta.delta.text,
             (BlockRole::ToolCall(_) | BlockRole::JsonAnswer, "input_json_delta") => {
@@ -194,12 +217,42 @@ impl AnthropicChunks {
         let Some(fragment) = fragment.filter(|fragment| !fragment.is_empty()) else {
             return Ok(());
         };
+        block.input_sent = true;
         match role {
             BlockRole::ToolCall(index) => out.push(self.tool_call_delta(json!({
                 "index": index,
                 "function": { "arguments": fragment },
             }))),
             _ => out.push(self.content(fragment)),
+        }
+        Ok(())
+    }
+
+    /// Closes a tool block whose input never streamed: its arguments are `{}`, as in the
+    /// complete answer.
+    fn block_stop(
+        &mut self,
+        event: &SseEvent,
+        out: &mut Vec<ChatCompletionChunk>,
+    ) -> Result<(), String> {
+        let stop: ContentBlockStop = parse(event)?;
+        let block = self
+            .blocks
+            .get_mut(stop.index)
+            .ok_or_else(|| format!("a stop for content block {} before its start", stop.index))?;
+        if block.input_sent {
+            return Ok(());
+        }
+        // A repeated stop must not repeat the arguments.
+        block.input_sent = true;
+        let role = block.role;
+        match role {
+            BlockRole::ToolCall(index) => out.push(self.tool_call_delta(json!({
+                "index": index,
+                "function": { "arguments": EMPTY_INPUT },
+            }))),
+            BlockRole::JsonAnswer => out.push(self.content(Cow::Borrowed(EMPTY_INPUT))),
+            BlockRole::Text | BlockRole::Skipped => {}
         }
         Ok(())
     }
@@ -227,19 +280,24 @@ impl StreamTranslator for AnthropicChunks {
         };
         let started = self.message.is_some();
         match kind.as_ref() {
-            "ping" | "content_block_stop" => {}
+            "ping" => {}
             "error" => {
                 let error: ErrorEvent = parse(event)?;
                 return Err(format!("{}: {}", error.error.kind, error.error.message));
             }
             "message_start" => self.message_start(event, out)?,
-            "content_block_start" | "content_block_delta" | "message_delta" | "message_stop"
+            "content_block_start"
+            | "content_block_delta"
+            | "content_block_stop"
+            | "message_delta"
+            | "message_stop"
                 if !started =>
             {
                 return Err(format!("'{kind}' before message_start"));
             }
             "content_block_start" => self.block_start(event, out)?,
             "content_block_delta" => self.block_delta(event, out)?,
+            "content_block_stop" => self.block_stop(event, out)?,
             "message_delta" => {
                 let delta: MessageDelta = parse(event)?;
                 if delta.delta.stop_reason.is_some() {

@@ -74,7 +74,9 @@ fn parameters_anthropic_cannot_carry_are_refused_by_name() {
         (json!({"prompt_cache_key": "k"}), "prompt_cache_key"),
         (json!({"functions": [{"name": "f"}]}), "functions"),
         (json!({"function_call": "auto"}), "function_call"),
-        (json!({"top_k": 5}), "top_k"),
+        (json!({"top_k": -1}), "top_k"),
+        (json!({"top_k": 2.5}), "top_k"),
+        (json!({"top_k": "5"}), "top_k"),
         (json!({"temperature": 1.5}), "temperature"),
         (json!({"temperature": "hot"}), "temperature"),
         (json!({"top_p": "high"}), "top_p"),
@@ -110,7 +112,9 @@ fn openai_defaults_are_accepted_and_dropped() {
         "parallel_tool_calls": true,
         "stream_options": {"include_usage": true},
         "seed": null,
-        "top_logprobs": null,
+        "audio": null,
+        "top_logprobs": 0,
+        "metadata": {},
         "response_format": {"type": "text"},
         "tool_choice": "auto"
     }))
@@ -131,6 +135,7 @@ fn sampling_limits_and_attribution_are_translated() {
     let translated = body(json!({
         "temperature": 1,
         "top_p": 0.5,
+        "top_k": 40,
         "stop": ["x", "y"],
         "max_tokens": 10,
         "max_completion_tokens": 20,
@@ -140,6 +145,8 @@ fn sampling_limits_and_attribution_are_translated() {
     .unwrap();
     assert_eq!(translated["temperature"], 1);
     assert_eq!(translated["top_p"], 0.5);
+    assert_eq!(translated["top_k"], 40);
+    assert_eq!(body(json!({"top_k": 0})).unwrap()["top_k"], 0);
     assert_eq!(translated["stop_sequences"], json!(["x", "y"]));
     assert_eq!(translated["max_tokens"], 20);
     assert_eq!(translated["metadata"], json!({"user_id": "u-1"}));
@@ -205,6 +212,97 @@ fn message_shapes_anthropic_cannot_carry_are_refused_by_path() {
     ] {
         assert_eq!(refused(json!({"messages": messages})), param, "{messages}");
     }
+}
+
+/// The upstream messages for a conversation.
+fn upstream_messages(messages: Value) -> Value {
+    body(json!({"messages": messages})).unwrap()["messages"].clone()
+}
+
+#[test]
+fn fields_without_a_value_on_replayed_messages_are_ignored() {
+    let messages = upstream_messages(json!([
+        {"role": "user", "content": "hi", "name": null},
+        {"role": "assistant", "content": "hello", "refusal": null, "annotations": [],
+         "audio": null, "tool_calls": null, "function_call": {}},
+        {"role": "user", "content": "bye"}
+    ]));
+    assert_eq!(
+        messages,
+        json!([
+            {"role": "user", "content": [{"type": "text", "text": "hi"}]},
+            {"role": "assistant", "content": [{"type": "text", "text": "hello"}]},
+            {"role": "user", "content": [{"type": "text", "text": "bye"}]}
+        ])
+    );
+    // A field with a value is still refused by path.
+    let citation = json!({"type": "url_citation", "url_citation": {"url": "https://x"}});
+    assert_eq!(
+        refused(json!({"messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "x", "annotations": [citation]}
+        ]})),
+        "messages[1].annotations"
+    );
+    assert_eq!(
+        refused(json!({"messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "x", "refusal": "no"}
+        ]})),
+        "messages[1].refusal"
+    );
+}
+
+#[test]
+fn empty_messages_are_left_out_and_their_neighbours_merge() {
+    let messages = upstream_messages(json!([
+        {"role": "user", "content": "a"},
+        {"role": "assistant", "content": ""},
+        {"role": "user", "content": [{"type": "text", "text": ""}]},
+        {"role": "assistant", "content": [], "tool_calls": []},
+        {"role": "user", "content": "b"},
+        {"role": "assistant", "content": null}
+    ]));
+    assert_eq!(
+        messages,
+        json!([{"role": "user", "content": [
+            {"type": "text", "text": "a"},
+            {"type": "text", "text": "b"}
+        ]}])
+    );
+    for messages in [
+        json!([{"role": "user", "content": ""}]),
+        json!([{"role": "system", "content": "be brief"}, {"role": "user", "content": []}]),
+    ] {
+        assert_eq!(refused(json!({"messages": messages})), "messages");
+    }
+}
+
+#[test]
+fn a_tool_messages_name_is_dropped_and_an_empty_result_has_no_content() {
+    let call = json!({"id": "toolu_1", "type": "function",
+        "function": {"name": "get_time", "arguments": ""}});
+    let messages = upstream_messages(json!([
+        {"role": "user", "content": "time?"},
+        {"role": "assistant", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "toolu_1", "name": "get_time", "content": ""},
+        {"role": "tool", "tool_call_id": "toolu_1", "content": [{"type": "text", "text": ""}]},
+        {"role": "tool", "tool_call_id": "toolu_1", "name": "get_time", "content": "noon"}
+    ]));
+    assert_eq!(
+        messages[1],
+        json!({"role": "assistant", "content": [
+            {"type": "tool_use", "id": "toolu_1", "name": "get_time", "input": {}}
+        ]})
+    );
+    assert_eq!(
+        messages[2],
+        json!({"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_1"},
+            {"type": "tool_result", "tool_use_id": "toolu_1"},
+            {"type": "tool_result", "tool_use_id": "toolu_1", "content": "noon"}
+        ]})
+    );
 }
 
 #[test]
@@ -338,6 +436,71 @@ fn thinking_is_skipped_and_text_after_it_streams() {
     assert_eq!(chunks[0]["id"], "msg_1");
 }
 
+/// Feeds a `tool_use` block at index 0 that streams only an empty fragment, then its stop
+/// (twice: a repeated stop must not repeat the arguments); returns the chunks of each step.
+fn empty_tool_block(json_mode: bool) -> Vec<Vec<Value>> {
+    let mut translator = AnthropicChunks::starting_at(json_mode, 0);
+    feed(&mut translator, &start()).unwrap();
+    [
+        json!({"type": "content_block_start", "index": 0, "content_block":
+            {"type": "tool_use", "id": "toolu_1", "name": "get_time", "input": {}}}),
+        json!({"type": "content_block_delta", "index": 0,
+            "delta": {"type": "input_json_delta", "partial_json": ""}}),
+        json!({"type": "content_block_stop", "index": 0}),
+        json!({"type": "content_block_stop", "index": 0}),
+    ]
+    .into_iter()
+    .map(|data| feed(&mut translator, &event(None, data)).unwrap())
+    .collect()
+}
+
+#[test]
+fn a_tool_call_without_arguments_streams_an_empty_object() {
+    let steps = empty_tool_block(false);
+    assert_eq!(
+        steps[0][0]["choices"][0]["delta"]["tool_calls"][0]["function"],
+        json!({"name": "get_time", "arguments": ""})
+    );
+    assert!(steps[1].is_empty());
+    assert_eq!(steps[2].len(), 1);
+    assert_eq!(
+        steps[2][0]["choices"][0]["delta"],
+        json!({"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]})
+    );
+    assert!(steps[3].is_empty());
+}
+
+#[test]
+fn an_empty_json_answer_streams_an_empty_object() {
+    let steps = empty_tool_block(true);
+    assert!(steps[0].is_empty() && steps[1].is_empty() && steps[3].is_empty());
+    assert_eq!(steps[2][0]["choices"][0]["delta"], json!({"content": "{}"}));
+}
+
+#[test]
+fn tool_calls_with_arguments_and_text_blocks_add_nothing_at_their_stop() {
+    let mut translator = AnthropicChunks::starting_at(false, 0);
+    feed(&mut translator, &start()).unwrap();
+    for data in [
+        json!({"type": "content_block_start", "index": 0,
+            "content_block": {"type": "text", "text": ""}}),
+        json!({"type": "content_block_start", "index": 1, "content_block":
+            {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}}}),
+        json!({"type": "content_block_delta", "index": 1,
+            "delta": {"type": "input_json_delta", "partial_json": "{}"}}),
+    ] {
+        feed(&mut translator, &event(None, data)).unwrap();
+    }
+    for index in [0, 1] {
+        let stop = json!({"type": "content_block_stop", "index": index});
+        assert!(
+            feed(&mut translator, &event(None, stop))
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
+
 #[test]
 fn protocol_violations_end_the_stream() {
     let delta = event(
@@ -356,6 +519,15 @@ fn protocol_violations_end_the_stream() {
         feed(&mut translator, &delta)
             .unwrap_err()
             .contains("content block 0")
+    );
+    let stop = event(
+        Some("content_block_stop"),
+        json!({"type": "content_block_stop", "index": 3}),
+    );
+    assert!(
+        feed(&mut translator, &stop)
+            .unwrap_err()
+            .contains("content block 3")
     );
     let far = event(
         Some("content_block_start"),

@@ -23,6 +23,8 @@ pub struct MessagesRequest<'a> {
     pub temperature: Option<&'a Number>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub top_p: Option<&'a Number>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<u64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub stop_sequences: Vec<&'a str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -78,7 +80,8 @@ pub enum Block<'a> {
     },
     ToolResult {
         tool_use_id: &'a str,
-        content: ToolResultContent<'a>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        content: Option<ToolResultContent<'a>>,
     },
 }
 
@@ -230,6 +233,11 @@ pub struct BlockDelta<'a> {
     pub text: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     pub partial_json: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ContentBlockStop {
+    pub index: usize,
 }
 
 #[derive(Debug, Deserialize)]
