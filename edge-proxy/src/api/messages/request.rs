@@ -78,7 +78,7 @@ pub fn parse(body: &[u8]) -> Result<ChatCompletionRequest, GatewayError> {
     if let Some(top_p) = top_p {
         extra.insert("top_p".to_owned(), Value::Number(top_p));
     }
-    // Not OpenAI's: OpenAI-compatible servers (vLLM, Ollama) take it; other adapters refuse it.
+    // Not OpenAI's, but OpenAI-compatible servers (vLLM, Ollama), Anthropic and Gemini take it.
     if let Some(top_k) = top_k {
         extra.insert("top_k".to_owned(), Value::from(top_k));
     }
