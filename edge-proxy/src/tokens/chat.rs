@@ -16,14 +16,30 @@ pub const REPLY_PRIMING_TOKENS: u64 = 3;
 /// OpenAI does not publish how calls are rendered.
 pub const TOKENS_PER_TOOL_CALL: u64 = 1;
 
-/// Prompt tokens of `request` in `encoding`, framing included.
+/// Counted per image part: what OpenAI charges for a 1024×1024 image at high detail (85 + 4
+/// tiles × 170). The real figure depends on the image's size, which the edge does not decode;
+/// provider usage replaces this after the call.
+pub const TOKENS_PER_IMAGE: u64 = 765;
+
+/// Prompt tokens of `request` in `encoding`, framing included. Tool definitions and a JSON
+/// schema in `response_format` count as their JSON text: upstreams render them into the prompt
+/// (OpenAI in a more compact form it does not publish), so this errs on the high side, which is
+/// the safe side for reservations.
 pub(super) fn count_prompt(encoding: Encoding, request: &ChatCompletionRequest) -> u64 {
     let messages: u64 = request
         .messages
         .iter()
         .map(|message| count_message(encoding, message))
         .sum();
-    messages.saturating_add(REPLY_PRIMING_TOKENS)
+    let definitions: u64 = ["tools", "functions", "response_format"]
+        .iter()
+        .filter_map(|field| request.extra.get(*field))
+        .filter(|value| !value.is_null())
+        .map(|value| encoding.count(&value.to_string()))
+        .sum();
+    messages
+        .saturating_add(definitions)
+        .saturating_add(REPLY_PRIMING_TOKENS)
 }
 
 fn count_message(encoding: Encoding, message: &ChatMessage) -> u64 {
@@ -49,19 +65,27 @@ fn count_message(encoding: Encoding, message: &ChatMessage) -> u64 {
     tokens
 }
 
-/// A string, or the text of each text (and refusal) part; other parts (images, audio, files)
-/// count nothing. Parts are counted one by one, not joined: tiktoken would see no separator.
+/// A string, or the text of each text (and refusal) part, plus `TOKENS_PER_IMAGE` per image;
+/// other parts (audio, files) count nothing. Parts are counted one by one, not joined: tiktoken
+/// would see no separator.
 fn count_content(encoding: Encoding, content: &MessageContent) -> u64 {
     match content {
         MessageContent::Text(text) => encoding.count(text),
         MessageContent::Parts(parts) => parts
             .iter()
-            .filter_map(|part| {
-                part.get("text")
+            .map(|part| {
+                let text = part
+                    .get("text")
                     .or_else(|| part.get("refusal"))
-                    .and_then(Value::as_str)
+                    .and_then(Value::as_str);
+                match text {
+                    Some(text) => encoding.count(text),
+                    None if part.get("type").and_then(Value::as_str) == Some("image_url") => {
+                        TOKENS_PER_IMAGE
+                    }
+                    None => 0,
+                }
             })
-            .map(|text| encoding.count(text))
             .sum(),
     }
 }
@@ -146,6 +170,33 @@ mod tests {
     }
 
     #[test]
+    fn tool_definitions_schemas_and_images_count() {
+        let messages = json!([{"role": "user", "content": [
+            {"type": "text", "text": "what is this?"},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+        ]}]);
+        let plain = count(json!([{"role": "user", "content": [
+            {"type": "text", "text": "what is this?"}
+        ]}]));
+        assert_eq!(count(messages.clone()), plain + TOKENS_PER_IMAGE);
+
+        let tools = json!([{"type": "function", "function": {"name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]);
+        let body = json!({"model": "gpt-4o", "messages": messages, "tools": tools,
+            "response_format": {"type": "json_object"}});
+        let with_definitions = count_prompt(
+            ENCODING,
+            &ChatCompletionRequest::parse(body.to_string().as_bytes()).unwrap(),
+        );
+        assert_eq!(
+            with_definitions,
+            count(messages)
+                + ENCODING.count(&tools.to_string())
+                + ENCODING.count(&json!({"type": "json_object"}).to_string())
+        );
+    }
+
+    #[test]
     fn a_name_adds_its_tokens_plus_one() {
         let without = count(json!([{"role": "user", "content": "hi"}]));
         let with = count(json!([{"role": "user", "content": "hi", "name": "example_user"}]));
@@ -167,7 +218,7 @@ mod tests {
     }
 
     #[test]
-    fn only_text_parts_count_and_each_on_its_own() {
+    fn text_parts_count_each_on_its_own_and_images_a_fixed_amount() {
         let framing = count(json!([{"role": "user", "content": ""}]));
         let parts = count(json!([{"role": "user", "content": [
             {"type": "text", "text": "What is in this image?"},
@@ -177,12 +228,15 @@ mod tests {
         ]}]));
         assert_eq!(
             parts,
-            framing + ENCODING.count("What is in this image?") + ENCODING.count("Answer briefly.")
+            framing
+                + ENCODING.count("What is in this image?")
+                + ENCODING.count("Answer briefly.")
+                + TOKENS_PER_IMAGE
         );
         let image_only = count(json!([{"role": "user", "content": [
             {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
         ]}]));
-        assert_eq!(image_only, framing);
+        assert_eq!(image_only, framing + TOKENS_PER_IMAGE);
     }
 
     #[test]
