@@ -35,12 +35,14 @@ struct Conversation {
     contents: Vec<Content>,
 }
 
-/// Message fields other than `role` and `content`, by role; anything else (such as `name`,
-/// which Gemini has no place for) is a 400 naming it.
+/// Message fields other than `role` and `content`, by role; anything else (such as `name` on a
+/// user message, which Gemini has no place for) is a 400 naming it. A tool message's `name`
+/// (the function's name, which some SDKs repeat) is accepted and dropped: the result is named
+/// after the call it answers anyway.
 fn allowed_fields(role: Role) -> &'static [&'static str] {
     match role {
         Role::Assistant => &["tool_calls", "refusal"],
-        Role::Tool => &["tool_call_id"],
+        Role::Tool => &["tool_call_id", "name"],
         Role::System | Role::Developer | Role::User | Role::Function => &[],
     }
 }
@@ -385,6 +387,23 @@ mod tests {
     }
 
     #[test]
+    fn a_tool_message_name_is_accepted_and_dropped() {
+        let wire = translate(json!([
+            {"role": "user", "content": "time?"},
+            {"role": "assistant", "tool_calls": [{"id": "call_0", "type": "function",
+                "function": {"name": "get_time", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "call_0", "name": "get_time", "content": "12:00"}
+        ]))
+        .unwrap();
+        assert_eq!(
+            wire["contents"][2],
+            json!({"role": "user", "parts": [
+                {"functionResponse": {"name": "get_time", "response": {"content": "12:00"}}}
+            ]})
+        );
+    }
+
+    #[test]
     fn data_url_images_go_inline() {
         let wire = translate(json!([{"role": "user", "content": [
             {"type": "text", "text": "What is this?"},
@@ -441,6 +460,14 @@ mod tests {
     fn fields_and_parts_gemini_cannot_carry_are_named() {
         assert_eq!(
             rejected(json!([{"role": "user", "content": "x", "name": "alice"}])).0,
+            "messages[0].name"
+        );
+        assert_eq!(
+            rejected(json!([{"role": "system", "content": "x", "name": "ops"}])).0,
+            "messages[0].name"
+        );
+        assert_eq!(
+            rejected(json!([{"role": "assistant", "content": "x", "name": "bot"}])).0,
             "messages[0].name"
         );
         assert_eq!(
