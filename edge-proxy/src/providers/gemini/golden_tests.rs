@@ -55,6 +55,7 @@ async fn multi_turn() {
                 {"role": "user", "content": "What is my name?"}
             ],
             "top_p": 0.8,
+            "top_k": 40,
             "stop": ["\n\n", "END"],
             "seed": 42
         }),
