@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 use super::GeminiProvider;
-use crate::providers::golden::{self, GoldenRecord, UpstreamReply};
+use crate::providers::golden::{self, ClientResult, GoldenRecord, UpstreamReply};
 use crate::providers::secret::ApiKey;
 use crate::providers::{Provider, ProviderError};
 use serde_json::{Value, json};
@@ -138,6 +138,82 @@ async fn tool_result() {
     )
     .await;
     insta::assert_yaml_snapshot!("gemini__tool_result", record);
+}
+
+const GEMINI_3: &str = "gemini-3-flash-preview";
+
+/// Gemini 3 signs its function calls; the signature rides in the tool call id
+/// (`call_0~ts~<url-safe base64>`, see `tool_call_id.rs`). Only the first of parallel calls
+/// is signed.
+#[tokio::test]
+async fn thought_signature_two_turns() {
+    let first_turn = json!({
+        "model": "gemini-pro",
+        "messages": [{"role": "user", "content": "Weather in Paris and Tokyo, in celsius?"}],
+        "tools": [weather_tool()]
+    });
+    let turn_1 = golden::chat(
+        adapter,
+        GEMINI_3,
+        first_turn.clone(),
+        UpstreamReply::json(&fixture("tool_call_thought_signature.json")),
+    )
+    .await;
+    insta::assert_yaml_snapshot!("gemini__thought_signature_turn_1", turn_1);
+
+    // The client replays the assistant message as it received it, and answers both calls.
+    let ClientResult::Response(completion) = &turn_1.client_result else {
+        panic!("turn 1 failed: {:?}", turn_1.client_result);
+    };
+    let assistant = completion["choices"][0]["message"].clone();
+    let ids: Vec<&str> = assistant["tool_calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|call| call["id"].as_str().unwrap())
+        .collect();
+    let mut second_turn = first_turn;
+    second_turn["messages"].as_array_mut().unwrap().extend([
+        assistant.clone(),
+        json!({"role": "tool", "tool_call_id": ids[0], "name": "get_weather",
+                   "content": "{\"temp_c\": 21, \"sky\": \"clear\"}"}),
+        json!({"role": "tool", "tool_call_id": ids[1], "name": "get_weather",
+                   "content": "{\"temp_c\": 17, \"sky\": \"light rain\"}"}),
+    ]);
+    let turn_2 = golden::chat(
+        adapter,
+        GEMINI_3,
+        second_turn,
+        UpstreamReply::json(&fixture("tool_result_thought_signature.json")),
+    )
+    .await;
+    insta::assert_yaml_snapshot!("gemini__thought_signature_turn_2", turn_2);
+
+    // Gemini gets back exactly the signature it sent, on the call it came with.
+    let sent: Value = serde_json::from_str(&fixture("tool_call_thought_signature.json")).unwrap();
+    let replayed = &turn_2.upstream_request.as_ref().unwrap().body["contents"][1]["parts"];
+    assert_eq!(
+        replayed[0]["thoughtSignature"],
+        sent["candidates"][0]["content"]["parts"][0]["thoughtSignature"]
+    );
+    assert!(replayed[1].get("thoughtSignature").is_none());
+}
+
+#[tokio::test]
+async fn thought_signature_streaming() {
+    let record = golden::chat(
+        adapter,
+        GEMINI_3,
+        json!({
+            "model": "gemini-pro",
+            "messages": [{"role": "user", "content": "Weather in Paris?"}],
+            "tools": [weather_tool()],
+            "stream": true
+        }),
+        UpstreamReply::sse(&fixture("tool_call_thought_signature_streaming.sse")),
+    )
+    .await;
+    insta::assert_yaml_snapshot!("gemini__thought_signature_streaming", record);
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@ mod params;
 mod request;
 mod response;
 mod stream;
+mod tool_call_id;
 mod wire;
 
 #[cfg(test)]

@@ -410,7 +410,13 @@ mod tests {
             rejected_param(json!({"reasoning_effort": "low"})),
             "reasoning_effort"
         );
-        for bad_top_k in [json!(0), json!(-1), json!(2.5), json!("3"), json!(1u64 << 40)] {
+        for bad_top_k in [
+            json!(0),
+            json!(-1),
+            json!(2.5),
+            json!("3"),
+            json!(1u64 << 40),
+        ] {
             assert_eq!(rejected_param(json!({"top_k": bad_top_k})), "top_k");
         }
         assert_eq!(rejected_param(json!({"temperature": "hot"})), "temperature");
