@@ -1,6 +1,12 @@
 //! OpenAI's embeddings request to Gemini's `embedContent` (one input) or `batchEmbedContents`
 //! (several), and the vectors back in OpenAI's list. Gemini embeds text only and reports no
 //! token usage (the edge counts the input itself). `user` is attribution only and dropped.
+//!
+//! `batchEmbedContents` takes at most [`BATCH_LIMIT`] requests per call, while OpenAI's API
+//! takes up to 2048 inputs: larger inputs are split into consecutive batches, which the
+//! adapter sends one after another (not concurrently, so one client request never holds more
+//! than one upstream slot of the caller's Gemini quota), and whose vectors are joined in input
+//! order with continuous indexes.
 
 use super::unsupported;
 use super::wire::{
@@ -10,11 +16,15 @@ use super::wire::{
 use crate::api::embeddings::{Embedding, EmbeddingsRequest, EmbeddingsResponse};
 use crate::providers::ProviderError;
 
-/// Which method serves the request, with its body.
+/// The most requests Gemini accepts in one `batchEmbedContents` call.
+pub const BATCH_LIMIT: usize = 100;
+
+/// Which method serves the request, with its bodies.
 #[derive(Debug, PartialEq)]
 pub enum EmbedCall {
     Single(EmbedContentRequest),
-    Batch(BatchEmbedContentsRequest),
+    /// `batchEmbedContents` bodies of at most [`BATCH_LIMIT`] requests each, in input order.
+    Batches(Vec<BatchEmbedContentsRequest>),
 }
 
 /// `resource` is the model's resource name (`models/<name>`), which each batch entry repeats.
@@ -46,12 +56,17 @@ pub fn embed_call(request: &EmbeddingsRequest, resource: &str) -> Result<EmbedCa
     };
     Ok(match texts.as_slice() {
         [text] => EmbedCall::Single(entry(text, None)),
-        texts => EmbedCall::Batch(BatchEmbedContentsRequest {
-            requests: texts
-                .iter()
-                .map(|text| entry(text, Some(resource.to_owned())))
+        texts => EmbedCall::Batches(
+            texts
+                .chunks(BATCH_LIMIT)
+                .map(|batch| BatchEmbedContentsRequest {
+                    requests: batch
+                        .iter()
+                        .map(|text| entry(text, Some(resource.to_owned())))
+                        .collect(),
+                })
                 .collect(),
-        }),
+        ),
     })
 }
 
@@ -59,22 +74,23 @@ pub fn from_single(response: EmbedContentResponse, model: &str) -> EmbeddingsRes
     list(vec![response.embedding], model)
 }
 
-/// `Err` (the reason) when Gemini returned another number of vectors than it was sent inputs.
-pub fn from_batch(
+/// One batch's vectors. `Err` (the reason) when Gemini returned another number of vectors
+/// than the batch had inputs: vectors could not be matched to inputs.
+pub fn batch_vectors(
     response: BatchEmbedContentsResponse,
     inputs: usize,
-    model: &str,
-) -> Result<EmbeddingsResponse, String> {
+) -> Result<Vec<ContentEmbedding>, String> {
     if response.embeddings.len() != inputs {
         return Err(format!(
             "{} embeddings for {inputs} inputs",
             response.embeddings.len()
         ));
     }
-    Ok(list(response.embeddings, model))
+    Ok(response.embeddings)
 }
 
-fn list(embeddings: Vec<ContentEmbedding>, model: &str) -> EmbeddingsResponse {
+/// The vectors, in input order, as OpenAI's list (indexes 0, 1, 2, ...).
+pub fn list(embeddings: Vec<ContentEmbedding>, model: &str) -> EmbeddingsResponse {
     EmbeddingsResponse {
         object: "list".to_owned(),
         data: embeddings
@@ -125,14 +141,33 @@ mod tests {
             serde_json::to_value(single).unwrap(),
             serde_json::json!({"content": {"parts": [{"text": "hi"}]}, "outputDimensionality": 8})
         );
-        let EmbedCall::Batch(batch) = call(r#"{"model":"e","input":["a","b"]}"#).unwrap() else {
+        let EmbedCall::Batches(batches) = call(r#"{"model":"e","input":["a","b"]}"#).unwrap()
+        else {
             panic!("expected a batch");
         };
-        assert_eq!(batch.requests.len(), 2);
+        assert_eq!(batches.len(), 1);
+        assert_eq!(batches[0].requests.len(), 2);
         assert_eq!(
-            batch.requests[1].model.as_deref(),
+            batches[0].requests[1].model.as_deref(),
             Some("models/gemini-embedding-001")
         );
+    }
+
+    #[test]
+    fn inputs_beyond_the_batch_limit_split_in_order() {
+        let inputs: Vec<String> = (0..250).map(|n| format!("t{n}")).collect();
+        let body = serde_json::json!({"model": "e", "input": inputs}).to_string();
+        let EmbedCall::Batches(batches) = call(&body).unwrap() else {
+            panic!("expected batches");
+        };
+        let sizes: Vec<usize> = batches.iter().map(|batch| batch.requests.len()).collect();
+        assert_eq!(sizes, [100, 100, 50]);
+        let texts: Vec<&str> = batches
+            .iter()
+            .flat_map(|batch| &batch.requests)
+            .map(|entry| entry.content.parts[0].text.as_deref().unwrap())
+            .collect();
+        assert_eq!(texts, inputs);
     }
 
     #[test]
@@ -149,8 +184,8 @@ mod tests {
     fn a_batch_answer_must_match_the_inputs() {
         let response: BatchEmbedContentsResponse =
             serde_json::from_str(r#"{"embeddings":[{"values":[0.5]}]}"#).unwrap();
-        assert!(from_batch(response.clone(), 2, "m").is_err());
-        let list = from_batch(response, 1, "m").unwrap();
+        assert!(batch_vectors(response.clone(), 2).is_err());
+        let list = list(batch_vectors(response, 1).unwrap(), "m");
         assert_eq!(list.data[0].embedding, vec![0.5]);
         assert_eq!(list.data[0].index, 0);
         assert!(list.usage.is_none());

@@ -5,10 +5,11 @@
 #![allow(clippy::unwrap_used)]
 
 use super::GeminiProvider;
-use crate::providers::golden::{self, GoldenRecord, UpstreamReply};
+use crate::providers::golden::{self, ClientResult, GoldenRecord, UpstreamReply};
 use crate::providers::secret::ApiKey;
 use crate::providers::{Provider, ProviderError};
 use serde_json::{Value, json};
+use std::time::Duration;
 
 const UPSTREAM_MODEL: &str = "gemini-2.5-flash";
 
@@ -55,6 +56,7 @@ async fn multi_turn() {
                 {"role": "user", "content": "What is my name?"}
             ],
             "top_p": 0.8,
+            "top_k": 40,
             "stop": ["\n\n", "END"],
             "seed": 42
         }),
@@ -137,6 +139,82 @@ async fn tool_result() {
     )
     .await;
     insta::assert_yaml_snapshot!("gemini__tool_result", record);
+}
+
+const GEMINI_3: &str = "gemini-3-flash-preview";
+
+/// Gemini 3 signs its function calls; the signature rides in the tool call id
+/// (`call_0~ts~<url-safe base64>`, see `tool_call_id.rs`). Only the first of parallel calls
+/// is signed.
+#[tokio::test]
+async fn thought_signature_two_turns() {
+    let first_turn = json!({
+        "model": "gemini-pro",
+        "messages": [{"role": "user", "content": "Weather in Paris and Tokyo, in celsius?"}],
+        "tools": [weather_tool()]
+    });
+    let turn_1 = golden::chat(
+        adapter,
+        GEMINI_3,
+        first_turn.clone(),
+        UpstreamReply::json(&fixture("tool_call_thought_signature.json")),
+    )
+    .await;
+    insta::assert_yaml_snapshot!("gemini__thought_signature_turn_1", turn_1);
+
+    // The client replays the assistant message as it received it, and answers both calls.
+    let ClientResult::Response(completion) = &turn_1.client_result else {
+        panic!("turn 1 failed: {:?}", turn_1.client_result);
+    };
+    let assistant = completion["choices"][0]["message"].clone();
+    let ids: Vec<&str> = assistant["tool_calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|call| call["id"].as_str().unwrap())
+        .collect();
+    let mut second_turn = first_turn;
+    second_turn["messages"].as_array_mut().unwrap().extend([
+        assistant.clone(),
+        json!({"role": "tool", "tool_call_id": ids[0], "name": "get_weather",
+                   "content": "{\"temp_c\": 21, \"sky\": \"clear\"}"}),
+        json!({"role": "tool", "tool_call_id": ids[1], "name": "get_weather",
+                   "content": "{\"temp_c\": 17, \"sky\": \"light rain\"}"}),
+    ]);
+    let turn_2 = golden::chat(
+        adapter,
+        GEMINI_3,
+        second_turn,
+        UpstreamReply::json(&fixture("tool_result_thought_signature.json")),
+    )
+    .await;
+    insta::assert_yaml_snapshot!("gemini__thought_signature_turn_2", turn_2);
+
+    // Gemini gets back exactly the signature it sent, on the call it came with.
+    let sent: Value = serde_json::from_str(&fixture("tool_call_thought_signature.json")).unwrap();
+    let replayed = &turn_2.upstream_request.as_ref().unwrap().body["contents"][1]["parts"];
+    assert_eq!(
+        replayed[0]["thoughtSignature"],
+        sent["candidates"][0]["content"]["parts"][0]["thoughtSignature"]
+    );
+    assert!(replayed[1].get("thoughtSignature").is_none());
+}
+
+#[tokio::test]
+async fn thought_signature_streaming() {
+    let record = golden::chat(
+        adapter,
+        GEMINI_3,
+        json!({
+            "model": "gemini-pro",
+            "messages": [{"role": "user", "content": "Weather in Paris?"}],
+            "tools": [weather_tool()],
+            "stream": true
+        }),
+        UpstreamReply::sse(&fixture("tool_call_thought_signature_streaming.sse")),
+    )
+    .await;
+    insta::assert_yaml_snapshot!("gemini__thought_signature_streaming", record);
 }
 
 #[tokio::test]
@@ -354,4 +432,111 @@ async fn a_429_keeps_the_upstream_retry_after() {
         }
         other => panic!("unexpected {other:?}"),
     }
+}
+
+/// A `batchEmbedContents` upstream that answers each input `t<n>` with the vector `[n]` after
+/// `delay`, records the size of every batch it receives, and fails call number `fail_call`
+/// (1-based) with a 500.
+async fn counting_embed_upstream(
+    fail_call: Option<usize>,
+    delay: std::time::Duration,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<usize>>>) {
+    use axum::http::{StatusCode, Uri};
+    use std::sync::{Arc, Mutex};
+    let batches = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&batches);
+    let app = axum::Router::new().fallback(move |uri: Uri, body: String| {
+        let seen = Arc::clone(&seen);
+        async move {
+            assert!(uri.path().ends_with(":batchEmbedContents"), "{uri}");
+            let body: Value = serde_json::from_str(&body).unwrap();
+            let requests = body["requests"].as_array().unwrap();
+            let call = {
+                let mut seen = seen.lock().unwrap();
+                seen.push(requests.len());
+                seen.len()
+            };
+            tokio::time::sleep(delay).await;
+            if fail_call == Some(call) {
+                return (StatusCode::INTERNAL_SERVER_ERROR, fixture("error_500.json"));
+            }
+            let embeddings: Vec<Value> = requests
+                .iter()
+                .map(|request| {
+                    let text = request["content"]["parts"][0]["text"].as_str().unwrap();
+                    let n: f32 = text.trim_start_matches('t').parse().unwrap();
+                    json!({"values": [n]})
+                })
+                .collect();
+            (
+                StatusCode::OK,
+                json!({ "embeddings": embeddings }).to_string(),
+            )
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base_url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (base_url, batches)
+}
+
+fn embed_inputs(count: usize) -> crate::api::embeddings::EmbeddingsRequest {
+    let inputs: Vec<String> = (0..count).map(|n| format!("t{n}")).collect();
+    let body = json!({"model": "gemini-embed", "input": inputs});
+    crate::api::embeddings::EmbeddingsRequest::parse(body.to_string().as_bytes()).unwrap()
+}
+
+#[tokio::test]
+async fn embeddings_beyond_100_inputs_go_in_batches_of_100_with_continuous_indexes() {
+    let (base_url, batches) = counting_embed_upstream(None, Duration::ZERO).await;
+    let target = crate::providers::test_target("gemini-embed", "gemini-embedding-001");
+    let response = adapter(&base_url)
+        .embeddings(&target, &embed_inputs(250))
+        .await
+        .unwrap();
+    assert_eq!(*batches.lock().unwrap(), [100, 100, 50]);
+    assert_eq!(response.data.len(), 250);
+    for (position, embedding) in response.data.iter().enumerate() {
+        assert_eq!(embedding.index as usize, position);
+        assert_eq!(embedding.embedding, vec![position as f32]);
+    }
+}
+
+#[tokio::test]
+async fn a_failed_batch_fails_the_request_and_stops_the_batches() {
+    let (base_url, batches) = counting_embed_upstream(Some(2), Duration::ZERO).await;
+    let target = crate::providers::test_target("gemini-embed", "gemini-embedding-001");
+    let err = adapter(&base_url)
+        .embeddings(&target, &embed_inputs(250))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ProviderError::UpstreamStatus { status: 500, .. }),
+        "{err:?}"
+    );
+    assert_eq!(*batches.lock().unwrap(), [100, 100]);
+}
+
+/// Each batch call is well within the total deadline, the three together are not: the deadline
+/// bounds the client's request, not each upstream call.
+#[tokio::test]
+async fn the_total_deadline_spans_all_batches() {
+    let (base_url, batches) = counting_embed_upstream(None, Duration::from_millis(600)).await;
+    let mut target = crate::providers::test_target("gemini-embed", "gemini-embedding-001");
+    target.deadlines.total = Duration::from_secs(1);
+    let err = adapter(&base_url)
+        .embeddings(&target, &embed_inputs(250))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ProviderError::Timeout {
+                phase: crate::providers::TimeoutPhase::Total,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(*batches.lock().unwrap(), [100, 100]);
 }

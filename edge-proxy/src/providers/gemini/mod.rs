@@ -8,6 +8,7 @@ mod params;
 mod request;
 mod response;
 mod stream;
+mod tool_call_id;
 mod wire;
 
 #[cfg(test)]
@@ -17,7 +18,7 @@ pub use stream::GeminiChunks;
 
 use super::secret::ApiKey;
 use super::transport::{CallMode, Upstream};
-use super::{ChunkStream, ModelTarget, Provider, ProviderError};
+use super::{ChunkStream, ModelTarget, Provider, ProviderError, TimeoutPhase};
 use crate::api::chat::{ChatCompletion, ChatCompletionRequest};
 use crate::api::embeddings::{EmbeddingsRequest, EmbeddingsResponse};
 use embeddings::EmbedCall;
@@ -164,17 +165,29 @@ impl Provider for GeminiProvider {
                 let answer = call.json("an EmbedContentResponse").await?;
                 Ok(embeddings::from_single(answer, model))
             }
-            EmbedCall::Batch(body) => {
-                let inputs = body.requests.len();
-                let call = upstream
-                    .send(
-                        self.post(target, "batchEmbedContents", &body)?,
-                        CallMode::Complete,
-                    )
-                    .await?;
-                let answer = call.json("a BatchEmbedContentsResponse").await?;
-                embeddings::from_batch(answer, inputs, model)
-                    .map_err(|reason| upstream.invalid(reason))
+            EmbedCall::Batches(batches) => {
+                // Sequential calls (see `embeddings`), all within the one total deadline.
+                let all = async {
+                    let mut vectors = Vec::new();
+                    for body in &batches {
+                        let call = upstream
+                            .send(
+                                self.post(target, "batchEmbedContents", body)?,
+                                CallMode::Complete,
+                            )
+                            .await?;
+                        let answer = call.json("a BatchEmbedContentsResponse").await?;
+                        vectors.extend(
+                            embeddings::batch_vectors(answer, body.requests.len())
+                                .map_err(|reason| upstream.invalid(reason))?,
+                        );
+                    }
+                    Ok::<_, ProviderError>(vectors)
+                };
+                let vectors = tokio::time::timeout(target.deadlines.total, all)
+                    .await
+                    .map_err(|_| upstream.timed_out(TimeoutPhase::Total))??;
+                Ok(embeddings::list(vectors, model))
             }
         }
     }

@@ -2,7 +2,9 @@
 //! `tools` and `toolConfig`. A parameter Gemini can carry is translated; one it cannot is a 400
 //! naming it, unless its value is OpenAI's default (then it changes nothing and is dropped).
 //! `user` and `safety_identifier` only attribute the request to an end user; Gemini has no
-//! such field, so they are dropped.
+//! such field, so they are dropped. `top_k` is not OpenAI's, but the gateway's inbound
+//! Anthropic API (`/v1/messages`) passes Anthropic's `top_k` on as an extra field, and Gemini
+//! has the same setting (`topK`), so it is translated rather than refused.
 
 use super::unsupported;
 use super::wire::{FunctionCallingConfig, FunctionDeclaration, GenerationConfig, Tool, ToolConfig};
@@ -91,6 +93,7 @@ pub fn translate(request: &ChatCompletionRequest) -> Result<Params, ProviderErro
         match name.as_str() {
             "temperature" => config.temperature = Some(number(name, value)?),
             "top_p" => config.top_p = Some(number(name, value)?),
+            "top_k" => config.top_k = Some(top_k(value)?),
             "presence_penalty" => config.presence_penalty = Some(number(name, value)?),
             "frequency_penalty" => config.frequency_penalty = Some(number(name, value)?),
             "seed" => {
@@ -148,6 +151,15 @@ fn number(name: &str, value: &Value) -> Result<f64, ProviderError> {
     value
         .as_f64()
         .ok_or_else(|| unsupported(name, "must be a number"))
+}
+
+/// Gemini's `topK` is a positive integer.
+fn top_k(value: &Value) -> Result<u32, ProviderError> {
+    value
+        .as_u64()
+        .filter(|top_k| *top_k >= 1)
+        .and_then(|top_k| u32::try_from(top_k).ok())
+        .ok_or_else(|| unsupported("top_k", "must be an integer of at least 1"))
 }
 
 fn stop_sequences(value: &Value) -> Result<Vec<String>, ProviderError> {
@@ -351,7 +363,8 @@ mod tests {
         let params = translate(&request(json!({
             "temperature": 0.3, "top_p": 0.9, "max_tokens": 10, "max_completion_tokens": 20,
             "n": 2, "seed": 7, "stop": "END", "presence_penalty": 0.5, "frequency_penalty": 0.1,
-            "user": "alice", "safety_identifier": "hash", "stream_options": {"include_usage": true}
+            "user": "alice", "safety_identifier": "hash", "stream_options": {"include_usage": true},
+            "top_k": 40
         })))
         .unwrap();
         let config = serde_json::to_value(&params.generation_config).unwrap();
@@ -359,7 +372,7 @@ mod tests {
             config,
             json!({
                 "stopSequences": ["END"], "candidateCount": 2, "maxOutputTokens": 20,
-                "temperature": 0.3, "topP": 0.9, "seed": 7, "presencePenalty": 0.5,
+                "temperature": 0.3, "topP": 0.9, "topK": 40, "seed": 7, "presencePenalty": 0.5,
                 "frequencyPenalty": 0.1
             })
         );
@@ -397,7 +410,15 @@ mod tests {
             rejected_param(json!({"reasoning_effort": "low"})),
             "reasoning_effort"
         );
-        assert_eq!(rejected_param(json!({"top_k": 3})), "top_k");
+        for bad_top_k in [
+            json!(0),
+            json!(-1),
+            json!(2.5),
+            json!("3"),
+            json!(1u64 << 40),
+        ] {
+            assert_eq!(rejected_param(json!({"top_k": bad_top_k})), "top_k");
+        }
         assert_eq!(rejected_param(json!({"temperature": "hot"})), "temperature");
         assert_eq!(rejected_param(json!({"stop": ["a", 1]})), "stop");
         assert_eq!(
@@ -408,8 +429,9 @@ mod tests {
 
     #[test]
     fn unknown_parameter_reason_says_it_is_not_openai() {
-        match translate(&request(json!({"top_k": 3}))).unwrap_err() {
-            ProviderError::Unsupported { reason, .. } => {
+        match translate(&request(json!({"min_p": 0.1}))).unwrap_err() {
+            ProviderError::Unsupported { param, reason, .. } => {
+                assert_eq!(param, "min_p");
                 assert!(reason.contains("not a parameter"), "{reason}");
             }
             other => panic!("unexpected {other:?}"),

@@ -3,8 +3,12 @@
 //! user messages are "user" turns, assistant messages "model" turns with `functionCall` parts,
 //! and tool results "user" turns with `functionResponse` parts named after the call they answer.
 //! Consecutive turns of one role are merged, as Gemini expects alternating turns.
+//! A replayed tool call whose id carries a thought signature (see `tool_call_id`) gets it back
+//! on its `functionCall` part; the tool result still quotes the full id, and is matched to its
+//! call by that id and sent to Gemini under the function's name.
 
 use super::params;
+use super::tool_call_id;
 use super::unsupported;
 use super::wire::{Blob, Content, FunctionCall, FunctionResponse, GenerateContentRequest, Part};
 use crate::api::chat::{ChatCompletionRequest, ChatMessage, MessageContent, Role};
@@ -35,12 +39,14 @@ struct Conversation {
     contents: Vec<Content>,
 }
 
-/// Message fields other than `role` and `content`, by role; anything else (such as `name`,
-/// which Gemini has no place for) is a 400 naming it.
+/// Message fields other than `role` and `content`, by role; anything else (such as `name` on a
+/// user message, which Gemini has no place for) is a 400 naming it. A tool message's `name`
+/// (the function's name, which some SDKs repeat) is accepted and dropped: the result is named
+/// after the call it answers anyway.
 fn allowed_fields(role: Role) -> &'static [&'static str] {
     match role {
         Role::Assistant => &["tool_calls", "refusal"],
-        Role::Tool => &["tool_call_id"],
+        Role::Tool => &["tool_call_id", "name"],
         Role::System | Role::Developer | Role::User | Role::Function => &[],
     }
 }
@@ -80,6 +86,17 @@ fn conversation(messages: &[ChatMessage]) -> Result<Conversation, ProviderError>
                 if let Some(calls) = message.extra.get("tool_calls").filter(|v| !v.is_null()) {
                     for (position, call) in tool_calls(calls, index)?.into_iter().enumerate() {
                         let args = arguments(call.function.arguments, index, position)?;
+                        let (_, thought_signature) =
+                            tool_call_id::decode(call.id).map_err(|_| {
+                                unsupported(
+                                    format!("messages[{index}].tool_calls[{position}].id"),
+                                    format!(
+                                        "the text after '{}' is not a thought signature the \
+                                         gateway wrote; replay tool call ids unchanged",
+                                        tool_call_id::SEPARATOR
+                                    ),
+                                )
+                            })?;
                         called.insert(call.id, call.function.name);
                         parts.push(Part {
                             function_call: Some(FunctionCall {
@@ -87,6 +104,7 @@ fn conversation(messages: &[ChatMessage]) -> Result<Conversation, ProviderError>
                                 name: call.function.name.to_owned(),
                                 args: Some(Value::Object(args)),
                             }),
+                            thought_signature,
                             ..Part::default()
                         });
                     }
@@ -385,6 +403,62 @@ mod tests {
     }
 
     #[test]
+    fn a_tool_message_name_is_accepted_and_dropped() {
+        let wire = translate(json!([
+            {"role": "user", "content": "time?"},
+            {"role": "assistant", "tool_calls": [{"id": "call_0", "type": "function",
+                "function": {"name": "get_time", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "call_0", "name": "get_time", "content": "12:00"}
+        ]))
+        .unwrap();
+        assert_eq!(
+            wire["contents"][2],
+            json!({"role": "user", "parts": [
+                {"functionResponse": {"name": "get_time", "response": {"content": "12:00"}}}
+            ]})
+        );
+    }
+
+    #[test]
+    fn thought_signatures_in_replayed_ids_go_back_on_their_call() {
+        let wire = translate(json!([
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "call_0~ts~CiQB-_x9", "type": "function",
+                 "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}},
+                {"id": "call_1", "type": "function",
+                 "function": {"name": "get_time", "arguments": "{}"}}
+            ]},
+            {"role": "tool", "tool_call_id": "call_0~ts~CiQB-_x9", "content": "sunny"},
+            {"role": "tool", "tool_call_id": "call_1", "content": "12:00"}
+        ]))
+        .unwrap();
+        assert_eq!(
+            wire["contents"][1]["parts"],
+            json!([
+                {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}},
+                 "thoughtSignature": "CiQB+/x9"},
+                {"functionCall": {"name": "get_time", "args": {}}}
+            ])
+        );
+        assert_eq!(
+            wire["contents"][2]["parts"][0]["functionResponse"]["name"],
+            "get_weather"
+        );
+    }
+
+    #[test]
+    fn a_mangled_signature_in_a_replayed_id_is_named() {
+        let (param, reason) = rejected(json!([
+            {"role": "user", "content": "x"},
+            {"role": "assistant", "tool_calls": [{"id": "call_0~ts~a+b=", "type": "function",
+                "function": {"name": "f", "arguments": "{}"}}]}
+        ]));
+        assert_eq!(param, "messages[1].tool_calls[0].id");
+        assert!(reason.contains("~ts~"), "{reason}");
+    }
+
+    #[test]
     fn data_url_images_go_inline() {
         let wire = translate(json!([{"role": "user", "content": [
             {"type": "text", "text": "What is this?"},
@@ -441,6 +515,14 @@ mod tests {
     fn fields_and_parts_gemini_cannot_carry_are_named() {
         assert_eq!(
             rejected(json!([{"role": "user", "content": "x", "name": "alice"}])).0,
+            "messages[0].name"
+        );
+        assert_eq!(
+            rejected(json!([{"role": "system", "content": "x", "name": "ops"}])).0,
+            "messages[0].name"
+        );
+        assert_eq!(
+            rejected(json!([{"role": "assistant", "content": "x", "name": "bot"}])).0,
             "messages[0].name"
         );
         assert_eq!(

@@ -5,6 +5,7 @@
 //! choice with empty content and `finish_reason: "content_filter"`, as OpenAI reports its own
 //! filter: the request was valid and was answered, just not with content.
 
+use super::tool_call_id;
 use super::wire::{Candidate, FunctionCall, GenerateContentResponse, UsageMetadata};
 use crate::api::chat::{ChatCompletion, Choice, ResponseMessage, Usage};
 use serde_json::{Map, Value, json};
@@ -43,11 +44,14 @@ pub fn usage(metadata: &UsageMetadata) -> Usage {
     usage
 }
 
-/// The call's own id when Gemini gave one, else `call_<n>` (n counts the candidate's calls).
-pub fn tool_call_id(call: &FunctionCall, position: usize) -> String {
-    call.id
+/// The OpenAI id of a function call: the call's own id when Gemini gave one, else `call_<n>`
+/// (n counts the candidate's calls), carrying the part's thought signature if it has one.
+pub fn tool_call_id(call: &FunctionCall, signature: Option<&str>, position: usize) -> String {
+    let base = call
+        .id
         .clone()
-        .unwrap_or_else(|| format!("call_{position}"))
+        .unwrap_or_else(|| format!("call_{position}"));
+    tool_call_id::encode(&base, signature)
 }
 
 /// The call's arguments as the JSON text OpenAI carries.
@@ -123,7 +127,7 @@ fn candidate_choice(candidate: Candidate) -> Choice {
         }
         if let Some(call) = part.function_call {
             tool_calls.push(json!({
-                "id": tool_call_id(&call, tool_calls.len()),
+                "id": tool_call_id(&call, part.thought_signature.as_deref(), tool_calls.len()),
                 "type": "function",
                 "function": {"name": call.name, "arguments": arguments(&call)},
             }));
@@ -214,6 +218,22 @@ mod tests {
         assert_eq!(done["choices"][0]["message"]["content"], "");
         assert_eq!(done["usage"]["prompt_tokens"], 9);
         assert_eq!(done["model"], "gemini-2.5-flash");
+    }
+
+    #[test]
+    fn a_signed_call_carries_its_signature_on_gemini_s_own_id() {
+        let done = translate(json!({
+            "candidates": [{"content": {"role": "model", "parts": [
+                {"functionCall": {"id": "fc7", "name": "a", "args": {}}, "thoughtSignature": "ab+/cd=="},
+                {"functionCall": {"name": "b", "args": {"x": 1}}}
+            ]}, "finishReason": "STOP"}]
+        }))
+        .unwrap();
+        let calls = &done["choices"][0]["message"]["tool_calls"];
+        assert_eq!(calls[0]["id"], "fc7~ts~ab-_cd");
+        assert_eq!(calls[1]["id"], "call_1");
+        assert_eq!(calls[1]["function"]["arguments"], "{\"x\":1}");
+        assert_eq!(done["choices"][0]["finish_reason"], "tool_calls");
     }
 
     #[test]

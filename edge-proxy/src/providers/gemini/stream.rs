@@ -168,7 +168,7 @@ impl StreamTranslator for GeminiChunks {
                     }
                     let position = self.state(index).tool_calls;
                     self.state(index).tool_calls += 1;
-                    let id = tool_call_id(&call, position);
+                    let id = tool_call_id(&call, part.thought_signature.as_deref(), position);
                     let args = arguments(&call);
                     let opening = tool_call_delta(json!({
                             "index": position,
@@ -306,6 +306,23 @@ mod tests {
         assert_eq!(last[1]["choices"][0]["finish_reason"], "length");
         // No usage was reported: the end carries none (the edge counts instead).
         assert_eq!(close(&mut translator).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn a_streamed_signed_call_opens_with_the_signed_id() {
+        let mut translator = GeminiChunks::new("gemini-3-flash-preview");
+        let chunks = feed(
+            &mut translator,
+            json!({"candidates": [{"content": {"parts": [
+                {"functionCall": {"id": "fc7", "name": "a", "args": {}}, "thoughtSignature": "AAAA"},
+                {"functionCall": {"name": "b"}, "thoughtSignature": "Cg=="}
+            ]}, "finishReason": "STOP"}]}),
+        )
+        .unwrap();
+        let opening = |chunk: &Value| chunk["choices"][0]["delta"]["tool_calls"][0].clone();
+        assert_eq!(opening(&chunks[0])["id"], "fc7~ts~AAAA");
+        assert_eq!(opening(&chunks[2])["id"], "call_1~ts~Cg");
+        assert!(opening(&chunks[1]).get("id").is_none());
     }
 
     #[test]

@@ -47,6 +47,10 @@ pub struct Part {
     /// A thought summary (only sent when thoughts are requested); never part of the answer.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub thought: bool,
+    /// Opaque base64 from thinking models, to be sent back with the part it came on (Gemini 3
+    /// requires it on function calls: see `tool_call_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thought_signature: Option<String>,
 }
 
 impl Part {
@@ -136,6 +140,8 @@ pub struct GenerationConfig {
     pub temperature: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub top_p: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
