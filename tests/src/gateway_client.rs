@@ -380,7 +380,7 @@ pub fn assert_chat_stream(
 /// The edge's HTTP API at one base URL.
 #[derive(Debug, Clone)]
 pub struct GatewayClient {
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
     base_url: String,
 }
 
@@ -568,7 +568,7 @@ fn event_end(bytes: &[u8]) -> Option<(usize, usize)> {
     }
 }
 
-async fn buffer(response: reqwest::Response) -> anyhow::Result<HttpReply> {
+pub(crate) async fn buffer(response: reqwest::Response) -> anyhow::Result<HttpReply> {
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let body = response.text().await?;
@@ -580,7 +580,7 @@ async fn buffer(response: reqwest::Response) -> anyhow::Result<HttpReply> {
 }
 
 /// The `data:` payloads of an SSE body, one per event (multi-line data joined with `\n`).
-fn sse_data_events(raw: &str) -> Vec<String> {
+pub(crate) fn sse_data_events(raw: &str) -> Vec<String> {
     let normalized = raw.replace("\r\n", "\n");
     normalized
         .split("\n\n")

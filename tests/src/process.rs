@@ -147,6 +147,11 @@ impl ManagedProcess {
         &self.label
     }
 
+    /// The OS process id while the process runs (for reading `/proc/<pid>/status`).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Spawns the process. Panics if it is already running or cannot be spawned.
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "{} is already running", self.label);
