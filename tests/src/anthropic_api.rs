@@ -159,7 +159,7 @@ impl AnthropicStream {
     }
 
     /// Asserts a complete Anthropic stream: 200 `text/event-stream`; every event's name equals
-    /// its `data.type`; `message_start` first (an assistant message with a `msg_` id, empty
+    /// its `data.type`; `message_start` first (an assistant message with an id, empty
     /// content and input usage); then content blocks, each `content_block_start`, its deltas
     /// (index matching), `content_block_stop`, with indexes 0, 1, ...; then one
     /// `message_delta` with a stop reason and output usage; `message_stop` last. `ping` may

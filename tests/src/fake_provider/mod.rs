@@ -270,6 +270,26 @@ impl FakeProvider {
     }
 }
 
+impl FakeProvider {
+    /// Waits until `count` responses have been abandoned by the other side and returns them,
+    /// oldest first. Panics after `timeout`.
+    pub async fn wait_for_disconnects(&self, count: usize, timeout: Duration) -> Vec<Disconnect> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let seen = self.disconnects();
+            if seen.len() >= count {
+                return seen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the fake provider saw {} of {count} disconnects within {timeout:?}",
+                seen.len()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
 impl Drop for FakeProvider {
     fn drop(&mut self) {
         self.server.abort();
