@@ -66,6 +66,9 @@ pub(crate) struct StreamBody {
 }
 
 /// One provider's wire format.
+// The `Err` of the checks is the provider's finished error response, built at most once per
+// request in a test server: boxing it would only add noise.
+#[allow(clippy::result_large_err)]
 pub(crate) trait Wire: Send + Sync + 'static {
     /// `Err` with the provider's own authentication error when the credentials are missing or
     /// wrong (`expected_key` `None` accepts any non-empty key); also rejects requests the
