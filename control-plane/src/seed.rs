@@ -1,6 +1,6 @@
-//! `tollgate-cp seed-demo`: a demo org/team/project, the built-in mock provider with two models,
-//! generous limits on the demo team, a fresh virtual key and a fresh edge join token, so the
-//! gateway answers offline out of the box.
+//! `tollgate-cp seed-demo`: a demo org/team/project, the built-in mock provider with two chat
+//! models and an embeddings model, generous limits on the demo team, a fresh virtual key and a
+//! fresh edge join token, so the gateway answers offline out of the box.
 //! Re-running reuses what exists and mints a new key and token (their plaintext is never stored).
 
 use crate::admin::audit::{self, AuditEntry};
@@ -15,10 +15,13 @@ pub const DEMO_TEAM: &str = "demo-team";
 pub const DEMO_PROJECT: &str = "demo-project";
 pub const DEMO_PROVIDER: &str = "mock";
 
-/// (public name, input price, output price) in micro-dollars per 1M tokens.
+/// (public name, input price, output price) in micro-dollars per 1M tokens. `mock-embed` serves
+/// `/v1/embeddings`, priced like OpenAI's text-embedding-3-small ($0.02 per 1M input tokens;
+/// embeddings produce no output tokens), so the demo bills every endpoint offline.
 const DEMO_MODELS: &[(&str, i64, i64)] = &[
     ("mock-small", 100_000, 400_000),
     ("mock-large", 2_000_000, 8_000_000),
+    ("mock-embed", 20_000, 0),
 ];
 
 /// Limits of the demo team, high enough never to bother someone trying the gateway (or the

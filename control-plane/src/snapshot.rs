@@ -1,7 +1,8 @@
 //! Builds the config snapshot edges receive: every usable org, team, project, user, key,
-//! provider (with its decrypted secret), priced model and configured limit, read in one
-//! repeatable-read transaction so a snapshot is always one consistent version. The newest build is cached:
-//! a thousand edges asking for version N cost one build.
+//! provider (with its decrypted secret and API version), model (with its prices and upstream
+//! deadlines) and configured limit, read in one repeatable-read transaction so a snapshot is
+//! always one consistent version. The newest build is cached: a thousand edges asking for
+//! version N cost one build.
 
 use crate::crypto::MasterKey;
 use crate::error::AdminError;
@@ -118,7 +119,7 @@ impl SnapshotBuilder {
 
         let provider_rows = sqlx::query!(
             r#"SELECT id, name, kind, base_url, api_key_ciphertext, request_timeout_ms,
-                      mock_latency_ms, mock_output_tokens, mock_chunk_interval_ms
+                      mock_latency_ms, mock_output_tokens, mock_chunk_interval_ms, api_version
                FROM providers ORDER BY name"#
         )
         .fetch_all(&mut *tx)
@@ -141,31 +142,42 @@ impl SnapshotBuilder {
                     output_tokens: non_negative(row.mock_output_tokens),
                     chunk_interval_ms: non_negative(row.mock_chunk_interval_ms),
                 }),
+                api_version: row.api_version,
             });
         }
 
         let mut prices = price_schedules(&mut tx).await?;
-        let models =
-            sqlx::query!("SELECT id, name, provider_id, upstream_model, max_output_tokens FROM models ORDER BY name")
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .map(|row| {
-                    let schedule = prices.remove(&row.id).unwrap_or_default();
-                    let current = schedule.current.unwrap_or_default();
-                    pb::SnapshotModel {
-                        id: row.id.to_string(),
-                        name: row.name,
-                        provider_id: row.provider_id.to_string(),
-                        upstream_model: row.upstream_model,
-                        input_price_micros_per_mtok: current.input_price_micros_per_mtok,
-                        output_price_micros_per_mtok: current.output_price_micros_per_mtok,
-                        price_version: current.version,
-                        prices: schedule.versions,
-                        max_output_tokens: non_negative(row.max_output_tokens),
-                    }
-                })
-                .collect();
+        let models = sqlx::query!(
+            r#"SELECT id, name, provider_id, upstream_model, max_output_tokens,
+                      connect_timeout_ms, first_token_timeout_ms, idle_timeout_ms,
+                      total_timeout_ms
+               FROM models ORDER BY name"#
+        )
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|row| {
+            let schedule = prices.remove(&row.id).unwrap_or_default();
+            let current = schedule.current.unwrap_or_default();
+            pb::SnapshotModel {
+                id: row.id.to_string(),
+                name: row.name,
+                provider_id: row.provider_id.to_string(),
+                upstream_model: row.upstream_model,
+                input_price_micros_per_mtok: current.input_price_micros_per_mtok,
+                output_price_micros_per_mtok: current.output_price_micros_per_mtok,
+                price_version: current.version,
+                prices: schedule.versions,
+                max_output_tokens: non_negative(row.max_output_tokens),
+                timeouts: Some(pb::ModelTimeouts {
+                    connect_ms: non_negative(row.connect_timeout_ms),
+                    first_token_ms: non_negative(row.first_token_timeout_ms),
+                    idle_ms: non_negative(row.idle_timeout_ms),
+                    total_ms: non_negative(row.total_timeout_ms),
+                }),
+            }
+        })
+        .collect();
         let limits = snapshot_limits(&mut tx, &virtual_keys).await?;
         tx.commit().await?;
 

@@ -1,5 +1,6 @@
-//! Authenticate phase: the virtual key from `Authorization: Bearer` is hashed and looked up in
-//! the runtime; the plaintext is never stored or logged.
+//! Authenticate phase: the virtual key, from `Authorization: Bearer` (OpenAI's SDKs) or
+//! `x-api-key` (Anthropic's), is hashed and looked up in the runtime; the plaintext is never
+//! stored or logged.
 
 use crate::config::runtime::Runtime;
 use crate::config::snapshot::VirtualKey;
@@ -13,7 +14,9 @@ pub fn authenticate(
     headers: &HeaderMap,
     now_unix_ms: i64,
 ) -> Result<Arc<VirtualKey>, GatewayError> {
-    let presented = bearer_token(headers).ok_or(GatewayError::MissingApiKey)?;
+    let presented = bearer_token(headers)
+        .or_else(|| x_api_key(headers))
+        .ok_or(GatewayError::MissingApiKey)?;
     let hash: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
     let key = runtime.key(&hash).ok_or(GatewayError::InvalidApiKey)?;
     if key
@@ -33,6 +36,13 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// Anthropic's header. A bearer token wins when both are sent, so a client cannot be
+/// authenticated by one header and logged by another.
+fn x_api_key(headers: &HeaderMap) -> Option<&str> {
+    let token = headers.get("x-api-key")?.to_str().ok()?.trim();
+    (!token.is_empty()).then_some(token)
 }
 
 pub fn now_unix_ms() -> i64 {
@@ -65,6 +75,40 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("authorization", value.parse().unwrap());
         headers
+    }
+
+    fn api_key_header(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-api-key", value.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn anthropic_clients_authenticate_with_x_api_key() {
+        let runtime = runtime_with_key("tg_good", 0);
+        assert_eq!(
+            authenticate(&runtime, &api_key_header("tg_good"), 0)
+                .unwrap()
+                .id,
+            "k1"
+        );
+        assert!(matches!(
+            authenticate(&runtime, &api_key_header("tg_bad"), 0),
+            Err(GatewayError::InvalidApiKey)
+        ));
+        assert!(matches!(
+            authenticate(&runtime, &api_key_header("  "), 0),
+            Err(GatewayError::MissingApiKey)
+        ));
+        // The bearer token wins over x-api-key; a non-bearer Authorization falls back to it.
+        let mut both = api_key_header("tg_good");
+        both.insert("authorization", "Bearer tg_bad".parse().unwrap());
+        assert!(matches!(
+            authenticate(&runtime, &both, 0),
+            Err(GatewayError::InvalidApiKey)
+        ));
+        both.insert("authorization", "Basic dXNlcg==".parse().unwrap());
+        assert!(authenticate(&runtime, &both, 0).is_ok());
     }
 
     #[test]

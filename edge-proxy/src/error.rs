@@ -21,7 +21,9 @@ pub enum GatewayError {
         problem: FieldProblem,
         message: String,
     },
-    #[error("You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.")]
+    #[error(
+        "You didn't provide an API key. Send it as 'Authorization: Bearer <key>' (or 'x-api-key: <key>')."
+    )]
     MissingApiKey,
     #[error("Incorrect API key provided.")]
     InvalidApiKey,

@@ -38,7 +38,7 @@ async fn with_model(world: &World, cached: Option<i64>) -> pb::Model {
                 output_price_micros_per_mtok: Some(2_000_000),
                 cached_input_price_micros_per_mtok: cached,
                 max_output_tokens: 0,
-                ..pb::CreateModelRequest::default()
+                timeouts: None,
             },
         )
         .await

@@ -3,7 +3,8 @@
 
 use super::AdminApi;
 use super::audit::{self, AuditEntry};
-use super::validate;
+use super::provider_kind::ProviderKind;
+use super::validate::{self, ModelTimeouts};
 use crate::error::{AdminError, conflict_as};
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::PgConnection;
@@ -27,18 +28,10 @@ impl AdminApi {
         request: pb::CreateProviderRequest,
     ) -> Result<pb::Provider, AdminError> {
         let name = validate::entity_name("name", &request.name)?;
-        let kind = validate::provider_kind(&request.kind)?;
-        let base_url = match (kind, request.base_url.is_empty()) {
-            ("mock", true) => String::new(),
-            ("mock", false) => {
-                return Err(AdminError::invalid(
-                    "base_url",
-                    "the built-in mock provider takes no base URL",
-                ));
-            }
-            (_, true) => return Err(AdminError::invalid("base_url", "required for this kind")),
-            (_, false) => validate::base_url(&request.base_url)?,
-        };
+        let kind = ProviderKind::parse(&request.kind)?;
+        let base_url = kind.base_url(&request.base_url)?;
+        let api_version = kind.api_version(&request.api_version)?;
+        kind.check_api_key(&request.api_key)?;
         let timeout_ms = validate::bounded(
             "request_timeout_ms",
             request.request_timeout_ms,
@@ -65,16 +58,18 @@ impl AdminApi {
         let mut tx = self.pool.begin().await?;
         let provider_id = sqlx::query_scalar!(
             r#"INSERT INTO providers (name, kind, base_url, api_key_ciphertext, request_timeout_ms,
-                                      mock_latency_ms, mock_output_tokens, mock_chunk_interval_ms)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id"#,
+                                      mock_latency_ms, mock_output_tokens, mock_chunk_interval_ms,
+                                      api_version)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id"#,
             name,
-            kind,
+            kind.as_str(),
             base_url,
             api_key_ciphertext,
             timeout_ms,
             latency_ms,
             output_tokens,
             chunk_interval_ms,
+            api_version,
         )
         .fetch_one(&mut *tx)
         .await
@@ -150,6 +145,7 @@ impl AdminApi {
             max_output_tokens,
             MAX_MAX_OUTPUT_TOKENS,
         )?;
+        let timeouts = validate::model_timeouts(request.timeouts)?;
 
         let mut tx = self.pool.begin().await?;
         let provider_id = sqlx::query_scalar!("SELECT id FROM providers WHERE name = $1", provider)
@@ -157,12 +153,18 @@ impl AdminApi {
             .await?
             .ok_or_else(|| AdminError::not_found("provider", provider))?;
         let model_id = sqlx::query_scalar!(
-            r#"INSERT INTO models (name, provider_id, upstream_model, max_output_tokens)
-               VALUES ($1, $2, $3, $4) RETURNING id"#,
+            r#"INSERT INTO models (name, provider_id, upstream_model, max_output_tokens,
+                                   connect_timeout_ms, first_token_timeout_ms, idle_timeout_ms,
+                                   total_timeout_ms)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id"#,
             name,
             provider_id,
             upstream_model,
-            max_output_tokens
+            max_output_tokens,
+            timeouts.connect_ms,
+            timeouts.first_token_ms,
+            timeouts.idle_ms,
+            timeouts.total_ms
         )
         .fetch_one(&mut *tx)
         .await
@@ -271,6 +273,47 @@ impl AdminApi {
         audit::commit_config_write(tx, entry).await?;
         Ok(after)
     }
+
+    /// Replaces all four upstream deadlines of a model (a phase given as 0 goes back to the
+    /// edge default). Edges apply them to calls that start after the new snapshot arrives;
+    /// calls in flight keep the deadlines they started with.
+    pub async fn set_model_timeouts(
+        &self,
+        actor: &str,
+        request: pb::SetModelTimeoutsRequest,
+    ) -> Result<pb::Model, AdminError> {
+        let name = validate::model_name("model", &request.model)?;
+        let timeouts = validate::model_timeouts(request.timeouts)?;
+        let mut tx = self.pool.begin().await?;
+        let model_id =
+            sqlx::query_scalar!("SELECT id FROM models WHERE name = $1 FOR UPDATE", name)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| AdminError::not_found("model", name))?;
+        let before = fetch_model(&mut tx, model_id).await?;
+        sqlx::query!(
+            r#"UPDATE models SET connect_timeout_ms = $2, first_token_timeout_ms = $3,
+                                 idle_timeout_ms = $4, total_timeout_ms = $5
+               WHERE id = $1"#,
+            model_id,
+            timeouts.connect_ms,
+            timeouts.first_token_ms,
+            timeouts.idle_ms,
+            timeouts.total_ms
+        )
+        .execute(&mut *tx)
+        .await?;
+        let after = fetch_model(&mut tx, model_id).await?;
+        let entry = AuditEntry {
+            actor,
+            action: "model.set_timeouts",
+            target: format!("model/{name}"),
+            before: audit::state(&before),
+            after: audit::state(&after),
+        };
+        audit::commit_config_write(tx, entry).await?;
+        Ok(after)
+    }
 }
 
 async fn fetch_providers(
@@ -280,7 +323,7 @@ async fn fetch_providers(
     let providers = sqlx::query!(
         r#"SELECT id, name, kind, base_url, api_key_ciphertext IS NOT NULL AS "has_api_key!",
                   request_timeout_ms, mock_latency_ms, mock_output_tokens, mock_chunk_interval_ms,
-                  created_at
+                  api_version, created_at
            FROM providers WHERE ($1::uuid IS NULL OR id = $1) ORDER BY name"#,
         provider_id
     )
@@ -300,6 +343,7 @@ async fn fetch_providers(
         has_api_key: row.has_api_key,
         request_timeout_ms: u32::try_from(row.request_timeout_ms).unwrap_or(0),
         created_at_unix_ms: row.created_at.timestamp_millis(),
+        api_version: row.api_version,
     })
     .collect();
     Ok(providers)
@@ -345,7 +389,8 @@ async fn fetch_models(
     }
     let models = sqlx::query!(
         r#"SELECT m.id, m.name, pr.name AS provider, m.upstream_model, m.created_at,
-                  m.max_output_tokens,
+                  m.max_output_tokens, m.connect_timeout_ms, m.first_token_timeout_ms,
+                  m.idle_timeout_ms, m.total_timeout_ms,
                   p.version AS "price_version?",
                   p.input_price_micros_per_mtok AS "input_price_micros_per_mtok?",
                   p.output_price_micros_per_mtok AS "output_price_micros_per_mtok?",
@@ -381,6 +426,15 @@ async fn fetch_models(
         price_effective_from_unix_ms: row.effective_from.map_or(0, |at| at.timestamp_millis()),
         created_at_unix_ms: row.created_at.timestamp_millis(),
         max_output_tokens: u32::try_from(row.max_output_tokens).unwrap_or(0),
+        timeouts: Some(
+            ModelTimeouts {
+                connect_ms: row.connect_timeout_ms,
+                first_token_ms: row.first_token_timeout_ms,
+                idle_ms: row.idle_timeout_ms,
+                total_ms: row.total_timeout_ms,
+            }
+            .to_wire(),
+        ),
     })
     .collect();
     Ok(models)

@@ -6,6 +6,7 @@ mod catalog;
 mod edges;
 mod keys;
 mod limits;
+mod provider_kind;
 mod reports;
 mod tenancy;
 pub mod validate;
@@ -161,6 +162,14 @@ impl pb::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<pb::Model>, Status> {
         let actor = actor(&r);
         respond(AdminApi::set_model_price(self, &actor, r.into_inner()).await)
+    }
+
+    async fn set_model_timeouts(
+        &self,
+        r: Request<pb::SetModelTimeoutsRequest>,
+    ) -> Result<Response<pb::Model>, Status> {
+        let actor = actor(&r);
+        respond(AdminApi::set_model_timeouts(self, &actor, r.into_inner()).await)
     }
 
     async fn create_join_token(

@@ -3,10 +3,14 @@
 
 use crate::error::AdminError;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use tollgate_proto::v1 as pb;
 use url::{Host, Url};
 
-pub const PROVIDER_KINDS: &[&str] = &["mock", "openai"];
 const MAX_NAME_LEN: usize = 64;
+/// Longer than any Azure (`2024-10-01-preview`) or Anthropic (`2023-06-01`) version string.
+const MAX_API_VERSION_LEN: usize = 32;
+/// One day: longer than any sane upstream call, low enough to catch seconds typed as ms twice.
+pub const MAX_MODEL_TIMEOUT_MS: u32 = 86_400_000;
 const MAX_MODEL_NAME_LEN: usize = 128;
 /// $1,000,000 per 1M tokens: far above any real price, low enough to catch unit mistakes.
 const MAX_PRICE_MICROS_PER_MTOK: i64 = 1_000_000_000_000;
@@ -56,18 +60,24 @@ fn checked_name<'a>(
     Ok(value)
 }
 
-pub fn provider_kind(value: &str) -> Result<&str, AdminError> {
-    if PROVIDER_KINDS.contains(&value) {
-        Ok(value)
-    } else {
-        Err(AdminError::invalid(
-            "kind",
+/// An upstream API version (`2024-10-21`, `2024-10-01-preview`, `2023-06-01`). It travels in a
+/// header or query string, so it is kept to letters, digits, `.`, `_` and `-`.
+pub fn api_version(value: &str) -> Result<String, AdminError> {
+    let valid = value.len() <= MAX_API_VERSION_LEN
+        && value.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !valid {
+        return Err(AdminError::invalid(
+            "api_version",
             format!(
-                "unknown provider kind '{value}' (known: {})",
-                PROVIDER_KINDS.join(", ")
+                "'{value}' is not an API version (like 2024-10-21): letters, digits, '.', '_' \
+                 and '-', at most {MAX_API_VERSION_LEN} characters"
             ),
-        ))
+        ));
     }
+    Ok(value.to_owned())
 }
 
 /// An upstream base URL must be http(s) and must not point at link-local or cloud metadata
@@ -133,6 +143,52 @@ pub fn price(field: &'static str, micros_per_mtok: i64) -> Result<i64, AdminErro
 pub fn bounded(field: &'static str, value: u32, max: u32) -> Result<i32, AdminError> {
     if value > max {
         return Err(AdminError::invalid(field, format!("must be at most {max}")));
+    }
+    i32::try_from(value).map_err(|_| AdminError::invalid(field, "too large"))
+}
+
+/// A model's upstream deadlines in milliseconds, as stored (`models.*_timeout_ms`); 0 means
+/// the edge default for that phase.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ModelTimeouts {
+    pub connect_ms: i32,
+    pub first_token_ms: i32,
+    pub idle_ms: i32,
+    pub total_ms: i32,
+}
+
+impl ModelTimeouts {
+    pub fn to_wire(self) -> pb::ModelTimeouts {
+        let ms = |value: i32| u32::try_from(value).unwrap_or(0);
+        pb::ModelTimeouts {
+            connect_ms: ms(self.connect_ms),
+            first_token_ms: ms(self.first_token_ms),
+            idle_ms: ms(self.idle_ms),
+            total_ms: ms(self.total_ms),
+        }
+    }
+}
+
+/// Deadlines as given on the wire; unset means every phase at its default.
+pub fn model_timeouts(wire: Option<pb::ModelTimeouts>) -> Result<ModelTimeouts, AdminError> {
+    let wire = wire.unwrap_or_default();
+    Ok(ModelTimeouts {
+        connect_ms: timeout_ms("timeouts.connect_ms", wire.connect_ms)?,
+        first_token_ms: timeout_ms("timeouts.first_token_ms", wire.first_token_ms)?,
+        idle_ms: timeout_ms("timeouts.idle_ms", wire.idle_ms)?,
+        total_ms: timeout_ms("timeouts.total_ms", wire.total_ms)?,
+    })
+}
+
+fn timeout_ms(field: &'static str, value: u32) -> Result<i32, AdminError> {
+    if value > MAX_MODEL_TIMEOUT_MS {
+        return Err(AdminError::invalid(
+            field,
+            format!(
+                "{value} ms is more than the maximum {MAX_MODEL_TIMEOUT_MS} ms (24 hours); \
+                 0 means the edge default"
+            ),
+        ));
     }
     i32::try_from(value).map_err(|_| AdminError::invalid(field, "too large"))
 }
@@ -250,6 +306,65 @@ mod tests {
         assert!(base_url("ftp://example.com").is_err());
         assert!(base_url("https://user:pw@example.com").is_err());
         assert!(base_url("not a url").is_err());
+    }
+
+    #[test]
+    fn api_versions_are_short_header_safe_tokens() {
+        for good in [
+            "2024-10-21",
+            "2024-10-01-preview",
+            "2023-06-01",
+            "v1.2_beta",
+        ] {
+            assert_eq!(api_version(good).ok().as_deref(), Some(good));
+        }
+        for bad in [
+            "",
+            "-2024",
+            "2024 10 21",
+            "2023-06-01\r\nx-api-key: stolen",
+            "2024/10/21",
+            &"9".repeat(33),
+        ] {
+            let err = api_version(bad).unwrap_err().to_string();
+            assert!(err.starts_with("api_version: "), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn model_timeouts_default_to_zero_and_are_bounded_per_field() {
+        assert_eq!(model_timeouts(None).ok(), Some(ModelTimeouts::default()));
+        let wire = pb::ModelTimeouts {
+            connect_ms: 5_000,
+            first_token_ms: 0,
+            idle_ms: 30_000,
+            total_ms: MAX_MODEL_TIMEOUT_MS,
+        };
+        let timeouts = model_timeouts(Some(wire)).unwrap();
+        assert_eq!(
+            timeouts,
+            ModelTimeouts {
+                connect_ms: 5_000,
+                first_token_ms: 0,
+                idle_ms: 30_000,
+                total_ms: 86_400_000,
+            }
+        );
+        assert_eq!(timeouts.to_wire(), wire);
+        let over = |set: fn(&mut pb::ModelTimeouts)| {
+            let mut wire = pb::ModelTimeouts::default();
+            set(&mut wire);
+            model_timeouts(Some(wire)).unwrap_err().to_string()
+        };
+        let err = over(|t| t.connect_ms = MAX_MODEL_TIMEOUT_MS + 1);
+        assert_eq!(
+            err,
+            "timeouts.connect_ms: 86400001 ms is more than the maximum 86400000 ms (24 hours); \
+             0 means the edge default"
+        );
+        assert!(over(|t| t.first_token_ms = u32::MAX).starts_with("timeouts.first_token_ms: "));
+        assert!(over(|t| t.idle_ms = 90_000_000).starts_with("timeouts.idle_ms: "));
+        assert!(over(|t| t.total_ms = 86_400_001).starts_with("timeouts.total_ms: "));
     }
 
     #[test]

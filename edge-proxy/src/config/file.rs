@@ -148,7 +148,7 @@ pub fn parse(text: &str) -> Result<Snapshot, FileConfigError> {
     let mut providers = Vec::with_capacity(file.providers.len());
     for provider in file.providers {
         let name = provider.name.clone();
-        let endpoint = || -> Result<HttpEndpoint, FileConfigError> {
+        let endpoint = |default_base_url: Option<&str>| -> Result<HttpEndpoint, FileConfigError> {
             let api_key = match (&provider.api_key, &provider.api_key_env) {
                 (Some(key), None) => key.clone(),
                 (None, Some(var)) => std::env::var(var).map_err(|_| {
@@ -163,17 +163,18 @@ pub fn parse(text: &str) -> Result<Snapshot, FileConfigError> {
                     )));
                 }
             };
-            let url = url::Url::parse(&provider.base_url)
+            let base_url = match (provider.base_url.trim(), default_base_url) {
+                ("", Some(default)) => default.to_owned(),
+                (given, _) => given.to_owned(),
+            };
+            let url = url::Url::parse(&base_url)
                 .map_err(|err| invalid(format!("provider '{name}': base_url: {err}")))?;
             if !matches!(url.scheme(), "http" | "https") {
                 return Err(invalid(format!(
                     "provider '{name}': base_url must be http or https"
                 )));
             }
-            Ok(HttpEndpoint {
-                base_url: provider.base_url.clone(),
-                api_key,
-            })
+            Ok(HttpEndpoint { base_url, api_key })
         };
         let kind = match provider.kind.as_str() {
             "mock" => ProviderKind::Mock(MockSettings {
@@ -181,22 +182,37 @@ pub fn parse(text: &str) -> Result<Snapshot, FileConfigError> {
                 output_tokens: provider.mock.output_tokens,
                 chunk_interval_ms: provider.mock.chunk_interval_ms,
             }),
-            "openai" => ProviderKind::OpenAi(endpoint()?),
+            // The same defaults as the admin API; Azure has no default (the URL names the
+            // resource).
+            "openai" => ProviderKind::OpenAi(endpoint(Some("https://api.openai.com/v1"))?),
             "azure_openai" => ProviderKind::AzureOpenAi {
-                endpoint: endpoint()?,
+                endpoint: endpoint(None)?,
                 api_version: provider.api_version.clone(),
             },
             "anthropic" => ProviderKind::Anthropic {
-                endpoint: endpoint()?,
+                endpoint: endpoint(Some("https://api.anthropic.com"))?,
                 api_version: provider.api_version.clone(),
             },
-            "gemini" => ProviderKind::Gemini(endpoint()?),
+            "gemini" => {
+                ProviderKind::Gemini(endpoint(Some("https://generativelanguage.googleapis.com"))?)
+            }
             other => {
                 return Err(invalid(format!(
                     "provider '{name}': unknown kind '{other}' (mock, openai, azure_openai, anthropic, gemini)"
                 )));
             }
         };
+        // Only Azure and Anthropic version their wire format; a version elsewhere is a mistake
+        // (the admin API refuses it too), not something to ignore silently.
+        let versioned = matches!(
+            kind,
+            ProviderKind::AzureOpenAi { .. } | ProviderKind::Anthropic { .. }
+        );
+        if !versioned && !provider.api_version.is_empty() {
+            return Err(invalid(format!(
+                "provider '{name}': api_version applies to azure_openai and anthropic only"
+            )));
+        }
         providers.push(ProviderConfig {
             id: provider.name.clone(),
             name: provider.name,
@@ -333,6 +349,195 @@ mod tests {
             snapshot.keys[0].key_hash,
             <[u8; 32]>::from(Sha256::digest(b"tg_local"))
         );
+    }
+
+    #[test]
+    fn parses_every_http_kind_with_its_settings() {
+        let snapshot = parse(
+            r#"
+            [[providers]]
+            name = "azure"
+            kind = "azure_openai"
+            base_url = "https://acme.openai.azure.com"
+            api_key = "azure-key"
+            api_version = "2024-10-01-preview"
+
+            [[providers]]
+            name = "claude"
+            kind = "anthropic"
+            base_url = "https://api.anthropic.com"
+            api_key = "sk-ant"
+
+            [[providers]]
+            name = "google"
+            kind = "gemini"
+            base_url = "https://generativelanguage.googleapis.com"
+            api_key = "gem-key"
+            request_timeout_ms = 30_000
+
+            [[providers]]
+            name = "local"
+            kind = "openai"
+            base_url = "http://127.0.0.1:11434/v1"
+            "#,
+        )
+        .unwrap();
+        let kinds: Vec<&ProviderKind> = snapshot.providers.iter().map(|p| &p.kind).collect();
+        assert!(matches!(
+            kinds[0],
+            ProviderKind::AzureOpenAi { endpoint, api_version }
+                if endpoint.base_url == "https://acme.openai.azure.com"
+                    && endpoint.api_key == "azure-key"
+                    && api_version == "2024-10-01-preview"
+        ));
+        assert!(matches!(
+            kinds[1],
+            ProviderKind::Anthropic { endpoint, api_version }
+                if endpoint.api_key == "sk-ant" && api_version.is_empty()
+        ));
+        assert!(matches!(
+            kinds[2],
+            ProviderKind::Gemini(endpoint) if endpoint.api_key == "gem-key"
+        ));
+        assert_eq!(snapshot.providers[2].request_timeout_ms, 30_000);
+        assert!(matches!(
+            kinds[3],
+            ProviderKind::OpenAi(endpoint) if endpoint.api_key.is_empty()
+        ));
+    }
+
+    #[test]
+    fn api_keys_come_from_the_file_or_the_environment_never_both() {
+        // PATH is set wherever tests run; the test only proves the variable is read.
+        let path = std::env::var("PATH").unwrap();
+        let snapshot = parse(
+            "[[providers]]\nname='claude'\nkind='anthropic'\n\
+             base_url='https://api.anthropic.com'\napi_key_env='PATH'\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            &snapshot.providers[0].kind,
+            ProviderKind::Anthropic { endpoint, .. } if endpoint.api_key == path
+        ));
+        let unset = parse(
+            "[[providers]]\nname='claude'\nkind='anthropic'\n\
+             base_url='https://api.anthropic.com'\n\
+             api_key_env='TOLLGATE_TEST_VARIABLE_THAT_IS_NEVER_SET'\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            unset.contains("TOLLGATE_TEST_VARIABLE_THAT_IS_NEVER_SET is not set"),
+            "{unset}"
+        );
+        let both = parse(
+            "[[providers]]\nname='g'\nkind='gemini'\nbase_url='https://x.example'\n\
+             api_key='k'\napi_key_env='PATH'\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(both.contains("not both"), "{both}");
+    }
+
+    #[test]
+    fn http_kinds_need_an_http_base_url_and_only_versioned_kinds_take_a_version() {
+        for kind in ["openai", "azure_openai", "anthropic", "gemini"] {
+            let bad: &[&str] = if kind == "azure_openai" {
+                &["", "not a url", "ftp://files.example.com"]
+            } else {
+                &["not a url", "ftp://files.example.com"]
+            };
+            for base_url in bad {
+                let text = format!(
+                    "[[providers]]\nname='p'\nkind='{kind}'\nbase_url='{base_url}'\napi_key='k'\n"
+                );
+                let err = parse(&text).unwrap_err().to_string();
+                assert!(
+                    err.starts_with("provider 'p': base_url"),
+                    "{kind} {base_url:?}: {err}"
+                );
+            }
+        }
+        for kind in ["openai", "gemini"] {
+            let text = format!(
+                "[[providers]]\nname='p'\nkind='{kind}'\nbase_url='https://x.example'\n\
+                 api_version='2024-10-21'\n"
+            );
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(
+                err.contains("api_version applies to azure_openai and anthropic only"),
+                "{kind}: {err}"
+            );
+        }
+        let mock = parse("[[providers]]\nname='m'\nkind='mock'\napi_version='1'\n");
+        assert!(mock.is_err());
+    }
+
+    #[test]
+    fn an_empty_base_url_means_the_kinds_public_endpoint() {
+        for (kind, expected) in [
+            ("openai", "https://api.openai.com/v1"),
+            ("anthropic", "https://api.anthropic.com"),
+            ("gemini", "https://generativelanguage.googleapis.com"),
+        ] {
+            let snapshot = parse(&format!(
+                "[[providers]]\nname='p'\nkind='{kind}'\napi_key='k'\n"
+            ))
+            .unwrap();
+            let base_url = match &snapshot.providers[0].kind {
+                ProviderKind::OpenAi(endpoint) | ProviderKind::Gemini(endpoint) => {
+                    endpoint.base_url.clone()
+                }
+                ProviderKind::Anthropic { endpoint, .. } => endpoint.base_url.clone(),
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(base_url, expected);
+        }
+    }
+
+    #[test]
+    fn model_timeouts_are_read_per_phase_and_default_to_zero() {
+        let snapshot = parse(
+            r#"
+            [[providers]]
+            name = "mock"
+            kind = "mock"
+
+            [[models]]
+            name = "tuned"
+            provider = "mock"
+            connect_timeout_ms = 2_000
+            first_token_timeout_ms = 30_000
+            idle_timeout_ms = 15_000
+            total_timeout_ms = 120_000
+
+            [[models]]
+            name = "plain"
+            provider = "mock"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            snapshot.models[0].timeouts,
+            ModelTimeouts {
+                connect_ms: 2_000,
+                first_token_ms: 30_000,
+                idle_ms: 15_000,
+                total_ms: 120_000,
+            }
+        );
+        assert_eq!(snapshot.models[1].timeouts, ModelTimeouts::default());
+        // A misspelt phase is an error, not a silently default deadline.
+        let err = parse(
+            "[[providers]]\nname='mock'\nkind='mock'\n\
+             [[models]]\nname='m'\nprovider='mock'\nfirst_byte_timeout_ms=5\n",
+        );
+        assert!(err.is_err());
+        let negative = parse(
+            "[[providers]]\nname='mock'\nkind='mock'\n\
+             [[models]]\nname='m'\nprovider='mock'\nidle_timeout_ms=-1\n",
+        );
+        assert!(negative.is_err());
     }
 
     #[test]

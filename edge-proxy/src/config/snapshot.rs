@@ -684,6 +684,146 @@ pub(crate) mod tests {
         assert_eq!(snapshot.models[0].prices.at(0).map(|p| p.version), Some(1));
     }
 
+    fn wire_provider(kind: &str, base_url: &str, api_version: &str) -> pb::SnapshotProvider {
+        pb::SnapshotProvider {
+            id: format!("{kind}-id"),
+            name: format!("{kind}-provider"),
+            kind: kind.into(),
+            base_url: base_url.into(),
+            api_key: "sk-secret".into(),
+            request_timeout_ms: 90_000,
+            mock: None,
+            api_version: api_version.into(),
+        }
+    }
+
+    #[test]
+    fn each_http_kind_carries_its_endpoint_key_and_api_version() {
+        let azure = ProviderConfig::try_from(wire_provider(
+            "azure_openai",
+            "https://acme.openai.azure.com",
+            "2024-10-01-preview",
+        ))
+        .unwrap();
+        assert_eq!(azure.request_timeout_ms, 90_000);
+        assert!(matches!(
+            &azure.kind,
+            ProviderKind::AzureOpenAi { endpoint, api_version }
+                if endpoint.base_url == "https://acme.openai.azure.com"
+                    && endpoint.api_key == "sk-secret"
+                    && api_version == "2024-10-01-preview"
+        ));
+
+        let anthropic = ProviderConfig::try_from(wire_provider(
+            "anthropic",
+            "https://api.anthropic.com",
+            "2023-06-01",
+        ))
+        .unwrap();
+        assert!(matches!(
+            &anthropic.kind,
+            ProviderKind::Anthropic { endpoint, api_version }
+                if endpoint.base_url == "https://api.anthropic.com" && api_version == "2023-06-01"
+        ));
+        // Empty means the adapter's default, decided at the edge.
+        let anthropic =
+            ProviderConfig::try_from(wire_provider("anthropic", "https://api.anthropic.com", ""))
+                .unwrap();
+        assert!(matches!(
+            &anthropic.kind,
+            ProviderKind::Anthropic { api_version, .. } if api_version.is_empty()
+        ));
+
+        let gemini = ProviderConfig::try_from(wire_provider(
+            "gemini",
+            "https://generativelanguage.googleapis.com",
+            "",
+        ))
+        .unwrap();
+        assert!(matches!(
+            &gemini.kind,
+            ProviderKind::Gemini(endpoint)
+                if endpoint.base_url == "https://generativelanguage.googleapis.com"
+                    && endpoint.api_key == "sk-secret"
+        ));
+
+        let openai =
+            ProviderConfig::try_from(wire_provider("openai", "http://127.0.0.1:11434/v1", ""))
+                .unwrap();
+        assert!(matches!(
+            &openai.kind,
+            ProviderKind::OpenAi(endpoint) if endpoint.base_url == "http://127.0.0.1:11434/v1"
+        ));
+    }
+
+    #[test]
+    fn http_kinds_with_a_bad_base_url_fail_the_whole_snapshot() {
+        for kind in ["openai", "azure_openai", "anthropic", "gemini"] {
+            for (base_url, expected) in [
+                ("", "base URL"),
+                ("not a url", "base URL"),
+                ("ftp://files.example.com", "must be http or https"),
+            ] {
+                let mut wire = wire_snapshot();
+                wire.providers[0] = wire_provider(kind, base_url, "");
+                wire.models[0].provider_id = wire.providers[0].id.clone();
+                let err = Snapshot::try_from(wire).unwrap_err();
+                assert!(
+                    matches!(&err, SnapshotError::Invalid { what: "provider", id, .. }
+                        if *id == format!("{kind}-provider")),
+                    "{kind} {base_url:?}: {err}"
+                );
+                assert!(
+                    err.to_string().contains(expected),
+                    "{kind} {base_url:?}: {err}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn kinds_are_matched_exactly_and_unknown_ones_name_the_supported() {
+        for kind in ["Anthropic", "azure", "vertex", ""] {
+            let mut wire = wire_snapshot();
+            wire.providers[0] = wire_provider(kind, "https://example.com", "");
+            wire.models[0].provider_id = wire.providers[0].id.clone();
+            let err = Snapshot::try_from(wire).unwrap_err();
+            assert!(
+                matches!(&err, SnapshotError::UnknownProviderKind { kind: got, .. } if got == kind),
+                "{kind:?}: {err}"
+            );
+            assert!(
+                err.to_string()
+                    .contains("mock, openai, azure_openai, anthropic, gemini"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn model_timeouts_travel_as_configured_and_default_to_zero() {
+        let mut wire = wire_snapshot();
+        wire.models[0].timeouts = Some(pb::ModelTimeouts {
+            connect_ms: 2_000,
+            first_token_ms: 0,
+            idle_ms: 15_000,
+            total_ms: 120_000,
+        });
+        let snapshot = Snapshot::try_from(wire).unwrap();
+        assert_eq!(
+            snapshot.models[0].timeouts,
+            ModelTimeouts {
+                connect_ms: 2_000,
+                first_token_ms: 0,
+                idle_ms: 15_000,
+                total_ms: 120_000,
+            }
+        );
+        // A plane that predates per-model timeouts sends none: every phase at its default.
+        let snapshot = Snapshot::try_from(wire_snapshot()).unwrap();
+        assert_eq!(snapshot.models[0].timeouts, ModelTimeouts::default());
+    }
+
     #[test]
     fn unknown_provider_kinds_and_dangling_references_are_rejected() {
         let mut wire = wire_snapshot();

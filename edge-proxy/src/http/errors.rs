@@ -1,5 +1,6 @@
-//! The single mapping from gateway errors to HTTP status and OpenAI error JSON
-//! (`{"error": {"message", "type", "param", "code"}}`). No other code picks a status.
+//! The single mapping from gateway errors to HTTP status and error JSON: OpenAI's
+//! (`{"error": {"message", "type", "param", "code"}}`) and, for `/v1/messages`, Anthropic's
+//! (`{"type": "error", "error": {"type", "message"}}`). No other code picks a status.
 
 use crate::error::{FieldProblem, GatewayError};
 use crate::limits::admission::LimitExceeded;
@@ -159,7 +160,56 @@ impl IntoResponse for GatewayError {
     }
 }
 
+/// Anthropic's error shape, for clients of the inbound Messages API.
+#[derive(Debug, Serialize)]
+pub struct AnthropicErrorBody {
+    /// Always `"error"`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub error: AnthropicErrorDetail,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AnthropicErrorDetail {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub message: String,
+}
+
 impl GatewayError {
+    /// The same error in Anthropic's shape. The status is the one `status()` picks, so the
+    /// type follows from it as in Anthropic's own table; 503 (not ready, spool full) is
+    /// `overloaded_error`, Anthropic's "try again shortly", and the gateway's 502 is
+    /// `api_error`.
+    pub fn anthropic_body(&self) -> AnthropicErrorBody {
+        let kind = match self.status().as_u16() {
+            400 => "invalid_request_error",
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            413 => "request_too_large",
+            429 => "rate_limit_error",
+            503 | 529 => "overloaded_error",
+            504 => "timeout_error",
+            _ => "api_error",
+        };
+        AnthropicErrorBody {
+            kind: "error",
+            error: AnthropicErrorDetail {
+                kind,
+                message: self.to_string(),
+            },
+        }
+    }
+
+    /// The error as a response to an Anthropic client: Anthropic's body with the same status
+    /// and headers (Retry-After, limit and timeout headers) an OpenAI client gets.
+    pub fn into_anthropic_response(self) -> Response {
+        let mut response = (self.status(), Json(self.anthropic_body())).into_response();
+        self.add_headers(response.headers_mut());
+        response
+    }
+
     /// Headers that go with the error whatever the body's format (OpenAI's or Anthropic's).
     pub fn add_headers(&self, headers: &mut axum::http::HeaderMap) {
         match self {
@@ -269,6 +319,44 @@ mod tests {
                 body.message
             );
         }
+    }
+
+    #[tokio::test]
+    async fn anthropic_errors_keep_the_status_and_headers_and_use_anthropics_types() {
+        let response =
+            exceeded(Level::Key, Metric::TokensPerMinute, 3_000).into_anthropic_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()["retry-after"], "3");
+        assert_eq!(
+            response.headers()["x-tollgate-limit-metric"],
+            "tokens_per_minute"
+        );
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["type"], "error");
+        assert_eq!(json["error"]["type"], "rate_limit_error");
+        assert!(
+            json["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("Rate limit reached")
+        );
+        assert_eq!(json.as_object().unwrap().len(), 2);
+
+        let timeout = GatewayError::Provider(ProviderError::Timeout {
+            provider: "p".into(),
+            phase: TimeoutPhase::FirstToken,
+            after_ms: 5,
+        });
+        assert_eq!(timeout.anthropic_body().error.kind, "timeout_error");
+        let response = timeout.into_anthropic_response();
+        assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(
+            response.headers()["x-tollgate-timeout-phase"],
+            "first_token"
+        );
     }
 
     #[test]

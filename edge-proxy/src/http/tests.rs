@@ -16,16 +16,16 @@ use std::sync::mpsc::Receiver;
 use std::time::Duration;
 use tollgate_proto::v1 as pb;
 
-struct Served {
-    url: String,
-    events: Receiver<UsageEvent>,
+pub(super) struct Served {
+    pub(super) url: String,
+    pub(super) events: Receiver<UsageEvent>,
     metrics: Arc<Metrics>,
     _spool_dir: tempfile::TempDir,
 }
 
 /// An edge in `--config`-like mode (it owns its limits alone) whose key `tg_limited` has the
 /// given limits on its team.
-async fn serve(limits: Vec<pb::SnapshotLimit>) -> Served {
+pub(super) async fn serve(limits: Vec<pb::SnapshotLimit>) -> Served {
     let mut wire = wire_snapshot();
     wire.virtual_keys[0].key_hash = Sha256::digest(b"tg_limited").to_vec();
     wire.limits = limits;

@@ -92,7 +92,8 @@ pub enum ClientResult {
 pub struct GoldenRecord {
     pub client_request: Value,
     pub upstream_request: Option<RecordedRequest>,
-    pub upstream_reply: String,
+    /// JSON replies as JSON; SSE replies as their events (data parsed when it is JSON).
+    pub upstream_reply: Value,
     pub client_result: ClientResult,
 }
 
@@ -185,7 +186,7 @@ pub async fn chat(
     let mut record = GoldenRecord {
         client_request,
         upstream_request: recorded.lock().unwrap().take(),
-        upstream_reply: reply.body.clone(),
+        upstream_reply: reply_view(&reply),
         client_result,
     };
     normalise(&mut record, &reply.body);
@@ -240,15 +241,49 @@ pub async fn embeddings(
     let mut record = GoldenRecord {
         client_request,
         upstream_request: recorded.lock().unwrap().take(),
-        upstream_reply: reply.body.clone(),
+        upstream_reply: reply_view(&reply),
         client_result,
     };
     normalise(&mut record, &reply.body);
     record
 }
 
-/// `created` becomes 0; an `id` the upstream never sent (one the gateway generated) becomes
-/// "[generated]".
+/// The upstream's reply in a form a reviewer reads: parsed JSON, or the SSE events in order.
+fn reply_view(reply: &UpstreamReply) -> Value {
+    if let Ok(json) = serde_json::from_str::<Value>(&reply.body) {
+        return json;
+    }
+    if reply.content_type != "text/event-stream" {
+        return Value::String(reply.body.clone());
+    }
+    let mut decoder = super::sse::SseDecoder::new();
+    let mut events = decoder.feed(reply.body.as_bytes()).unwrap_or_default();
+    // A cut stream's last event may lack its blank line; show what was sent.
+    let rest = decoder.feed(b"\n\n").unwrap_or_default();
+    events.extend(rest);
+    Value::Array(
+        events
+            .into_iter()
+            .map(|event| {
+                let data =
+                    serde_json::from_str::<Value>(&event.data).unwrap_or(Value::String(event.data));
+                match event.event {
+                    Some(name) => serde_json::json!({ "event": name, "data": data }),
+                    None => serde_json::json!({ "data": data }),
+                }
+            })
+            .collect(),
+    )
+}
+
+/// An id the gateway made up at random (it holds a UUID's worth of hex digits that the
+/// upstream never sent); ids derived from the upstream's, or numbered, are stable and kept.
+fn is_random_id(id: &str, upstream_body: &str) -> bool {
+    let hex_digits = id.chars().filter(char::is_ascii_hexdigit).count();
+    hex_digits >= 32 && !upstream_body.contains(id)
+}
+
+/// `created` becomes 0; an id the gateway generated at random becomes "[generated]".
 fn normalise(record: &mut GoldenRecord, upstream_body: &str) {
     fn walk(value: &mut Value, upstream_body: &str) {
         match value {
@@ -256,7 +291,7 @@ fn normalise(record: &mut GoldenRecord, upstream_body: &str) {
                 for (key, field) in fields.iter_mut() {
                     match (key.as_str(), &*field) {
                         ("created", Value::Number(_)) => *field = Value::from(0),
-                        ("id", Value::String(id)) if !upstream_body.contains(id.as_str()) => {
+                        ("id", Value::String(id)) if is_random_id(id, upstream_body) => {
                             *field = Value::String("[generated]".to_owned());
                         }
                         _ => walk(field, upstream_body),

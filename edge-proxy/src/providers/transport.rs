@@ -91,13 +91,13 @@ impl Upstream<'_> {
             .map_err(|err| self.send_failed(&err))?;
         let status = response.status();
         if !status.is_success() {
-            let retry_after_secs = retry_after_secs(response.headers());
-            let message = self.error_message(status, response).await;
+            let header_retry = retry_after_secs(response.headers());
+            let (message, body_retry) = self.error_details(status, response).await;
             return Err(ProviderError::UpstreamStatus {
                 provider: self.provider.to_owned(),
                 status: status.as_u16(),
                 message,
-                retry_after_secs,
+                retry_after_secs: header_retry.or(body_retry),
             });
         }
         Ok(Call {
@@ -140,15 +140,19 @@ impl Upstream<'_> {
     }
 
     /// The upstream's own error message (`error.message` in OpenAI's, Anthropic's and
-    /// Gemini's error bodies alike), redacted. For auth failures only the status is kept:
-    /// upstreams echo parts of the key there.
-    async fn error_message(
+    /// Gemini's error bodies alike), redacted, and a retry delay the body may carry (Gemini's
+    /// `RetryInfo.retryDelay`, used when there is no Retry-After header). For auth failures only
+    /// the status is kept: upstreams echo parts of the key there.
+    async fn error_details(
         &self,
         status: reqwest::StatusCode,
         response: reqwest::Response,
-    ) -> String {
+    ) -> (String, Option<u64>) {
         if matches!(status.as_u16(), 401 | 403) {
-            return "the upstream rejected the gateway's credentials for this provider".to_owned();
+            return (
+                "the upstream rejected the gateway's credentials for this provider".to_owned(),
+                None,
+            );
         }
         let mut body = Vec::new();
         let mut stream = response.bytes_stream();
@@ -160,24 +164,24 @@ impl Upstream<'_> {
                 break;
             }
         }
-        let text = serde_json::from_slice::<Value>(&body)
-            .ok()
-            .and_then(|json| {
-                // Gemini answers some errors as a one-element array.
-                let error = json.get(0).unwrap_or(&json);
-                error
-                    .pointer("/error/message")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            })
-            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        let json = serde_json::from_slice::<Value>(&body).ok();
+        // Gemini answers some errors as a one-element array.
+        let error = json.as_ref().map(|json| json.get(0).unwrap_or(json));
+        let retry = error.and_then(body_retry_delay_secs);
+        let text = error
+            .and_then(|error| error.pointer("/error/message").and_then(Value::as_str))
+            .map_or_else(
+                || String::from_utf8_lossy(&body).into_owned(),
+                str::to_owned,
+            );
         let text: String = text.chars().take(MAX_ERROR_MESSAGE_CHARS).collect();
         let text = self.secret.redact(&text);
-        if text.trim().is_empty() {
+        let message = if text.trim().is_empty() {
             status.canonical_reason().unwrap_or("no message").to_owned()
         } else {
             text
-        }
+        };
+        (message, retry)
     }
 }
 
@@ -314,6 +318,18 @@ fn retry_after_secs(headers: &reqwest::header::HeaderMap) -> Option<u64> {
         .map(|secs| Duration::from_secs_f64(secs.min(86_400.0)).as_secs().max(1))
 }
 
+/// Google's `RetryInfo` detail (`"retryDelay": "29s"`) in whole seconds, at least 1.
+fn body_retry_delay_secs(error: &Value) -> Option<u64> {
+    error
+        .pointer("/error/details")?
+        .as_array()?
+        .iter()
+        .filter_map(|detail| detail.get("retryDelay")?.as_str())
+        .find_map(|delay| delay.strip_suffix('s')?.parse::<f64>().ok())
+        .filter(|secs| secs.is_finite() && *secs >= 0.0)
+        .map(|secs| Duration::from_secs_f64(secs.min(86_400.0)).as_secs().max(1))
+}
+
 /// reqwest's message without the URL, which may carry a key in its query string.
 fn without_url(err: &reqwest::Error) -> String {
     let mut text = err.to_string();
@@ -340,6 +356,21 @@ pub fn event_json<T: DeserializeOwned>(event: &SseEvent) -> Result<T, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gemini_retry_info_in_the_body_gives_a_retry_delay() {
+        let error = serde_json::json!({"error": {"code": 429, "message": "quota", "details": [
+            {"@type": "type.googleapis.com/google.rpc.QuotaFailure"},
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "29s"}
+        ]}});
+        assert_eq!(body_retry_delay_secs(&error), Some(29));
+        let sub_second = serde_json::json!({"error": {"details": [{"retryDelay": "0.4s"}]}});
+        assert_eq!(body_retry_delay_secs(&sub_second), Some(1));
+        assert_eq!(
+            body_retry_delay_secs(&serde_json::json!({"error": {}})),
+            None
+        );
+    }
 
     #[test]
     fn retry_after_is_read_in_whole_seconds() {

@@ -238,11 +238,13 @@ pub enum KeysCommand {
 pub enum ProvidersCommand {
     Create {
         name: String,
-        /// mock | openai
+        /// mock | openai | azure_openai | anthropic | gemini
         #[arg(long)]
         kind: String,
-        /// e.g. https://api.openai.com/v1
-        #[arg(long)]
+        /// Where the provider's API lives. Defaults to the public endpoint for openai
+        /// (https://api.openai.com/v1), anthropic and gemini; required for azure_openai (the
+        /// resource endpoint, https://<resource>.openai.azure.com); none for mock.
+        #[arg(long, value_name = "URL")]
         base_url: Option<String>,
         /// Upstream API key (visible in the process list; prefer --api-key-env).
         #[arg(long, conflicts_with = "api_key_env")]
@@ -251,7 +253,12 @@ pub enum ProvidersCommand {
         /// environment; the control plane stores it encrypted.
         #[arg(long, value_name = "VAR")]
         api_key_env: Option<String>,
-        /// Deadline for one upstream call; the edge default when omitted.
+        /// azure_openai: the `api-version` (default 2024-10-21); anthropic: the
+        /// `anthropic-version` (default 2023-06-01). Refused for other kinds.
+        #[arg(long, value_name = "VERSION")]
+        api_version: Option<String>,
+        /// Total deadline for one upstream call of this provider's models (a model's own
+        /// --total-timeout-ms wins); the edge default when omitted.
         #[arg(long)]
         timeout_ms: Option<u32>,
         #[arg(long)]
@@ -302,8 +309,17 @@ pub enum ModelsCommand {
         /// prompt + this before the call); 4096 when omitted.
         #[arg(long, value_name = "N")]
         max_output_tokens: Option<u32>,
+        #[command(flatten)]
+        timeouts: TimeoutArgs,
     },
     List,
+    /// Replace the model's upstream deadlines; a phase not given goes back to the edge default.
+    /// Calls already running keep the deadlines they started with.
+    SetTimeouts {
+        name: String,
+        #[command(flatten)]
+        timeouts: TimeoutArgs,
+    },
     /// Start a new price version, now or at a later time; usage already recorded keeps its
     /// old price.
     SetPrice {
@@ -338,6 +354,26 @@ pub enum ModelsCommand {
         #[arg(long, value_name = "RFC3339", value_parser = timestamp::parse_rfc3339_ms)]
         effective_from: Option<i64>,
     },
+}
+
+/// A model's upstream deadlines by phase, in milliseconds; 0 (the default) means the edge's
+/// default for that phase (connect 10 s, first token 60 s, idle 60 s, total: the provider's
+/// timeout, else 600 s). At most 86400000 (24 hours) each.
+#[derive(Args, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimeoutArgs {
+    /// TCP + TLS connection to the provider.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub connect_timeout_ms: u32,
+    /// From sending the request to the first streamed chunk (or the whole response when not
+    /// streaming).
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub first_token_timeout_ms: u32,
+    /// Longest silence between two streamed chunks.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub idle_timeout_ms: u32,
+    /// The whole call, body included.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub total_timeout_ms: u32,
 }
 
 /// Which org, team, project, user or key a limit belongs to:
@@ -797,6 +833,103 @@ mod tests {
                 }
             })
         ));
+    }
+
+    #[test]
+    fn providers_take_a_kind_an_api_version_and_an_optional_base_url() {
+        let parsed = Cli::try_parse_from([
+            "tollgatectl",
+            "providers",
+            "create",
+            "claude",
+            "--kind",
+            "anthropic",
+            "--api-key-env",
+            "ANTHROPIC_API_KEY",
+            "--api-version",
+            "2023-06-01",
+        ]);
+        assert!(matches!(
+            parsed.map(|cli| cli.command),
+            Ok(Command::Providers {
+                command: ProvidersCommand::Create { kind, base_url: None, api_version: Some(version), api_key: None, api_key_env: Some(var), .. }
+            }) if kind == "anthropic" && version == "2023-06-01" && var == "ANTHROPIC_API_KEY"
+        ));
+        let both_keys = Cli::try_parse_from([
+            "tollgatectl",
+            "providers",
+            "create",
+            "p",
+            "--kind",
+            "gemini",
+            "--api-key",
+            "k",
+            "--api-key-env",
+            "VAR",
+        ]);
+        assert!(both_keys.is_err());
+    }
+
+    #[test]
+    fn model_timeouts_default_to_zero_and_parse_per_phase() {
+        let parsed = Cli::try_parse_from([
+            "tollgatectl",
+            "models",
+            "create",
+            "m",
+            "--provider",
+            "p",
+            "--connect-timeout-ms",
+            "5000",
+            "--total-timeout-ms",
+            "120000",
+        ]);
+        let expected = TimeoutArgs {
+            connect_timeout_ms: 5_000,
+            total_timeout_ms: 120_000,
+            ..TimeoutArgs::default()
+        };
+        assert!(matches!(
+            parsed.map(|cli| cli.command),
+            Ok(Command::Models { command: ModelsCommand::Create { timeouts, .. } }) if timeouts == expected
+        ));
+        let parsed = Cli::try_parse_from([
+            "tollgatectl",
+            "models",
+            "set-timeouts",
+            "m",
+            "--idle-timeout-ms",
+            "15000",
+            "--first-token-timeout-ms",
+            "30000",
+        ]);
+        let expected = TimeoutArgs {
+            first_token_timeout_ms: 30_000,
+            idle_timeout_ms: 15_000,
+            ..TimeoutArgs::default()
+        };
+        assert!(matches!(
+            parsed.map(|cli| cli.command),
+            Ok(Command::Models { command: ModelsCommand::SetTimeouts { name, timeouts } })
+                if name == "m" && timeouts == expected
+        ));
+        let reset = Cli::try_parse_from(["tollgatectl", "models", "set-timeouts", "m"]);
+        assert!(matches!(
+            reset.map(|cli| cli.command),
+            Ok(Command::Models { command: ModelsCommand::SetTimeouts { timeouts, .. } })
+                if timeouts == TimeoutArgs::default()
+        ));
+        for bad in ["-1", "1.5", "5s"] {
+            let parsed = Cli::try_parse_from([
+                "tollgatectl",
+                "models",
+                "set-timeouts",
+                "m",
+                "--idle-timeout-ms",
+                bad,
+            ]);
+            assert!(parsed.is_err(), "{bad}");
+        }
     }
 
     #[test]

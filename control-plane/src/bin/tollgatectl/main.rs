@@ -23,8 +23,9 @@ use tollgate_proto::v1::{
     GetLimitsRequest, LimitMetric, LimitScopeRef, LimitStatusRequest, LimitValues,
     ListEdgesRequest, ListLimitAlertsRequest, ListLimitsRequest, ListModelsRequest,
     ListOrgsRequest, ListProjectsRequest, ListProvidersRequest, ListTeamsRequest, ListUsersRequest,
-    ListVirtualKeysRequest, MockSettings, RemoveLimitsRequest, RevokeVirtualKeyRequest,
-    SetLimitsRequest, SetModelPriceRequest, SetOrgTimeZoneRequest, UsageReportRequest,
+    ListVirtualKeysRequest, MockSettings, ModelTimeouts, RemoveLimitsRequest,
+    RevokeVirtualKeyRequest, SetLimitsRequest, SetModelPriceRequest, SetModelTimeoutsRequest,
+    SetOrgTimeZoneRequest, UsageReportRequest,
 };
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
@@ -36,7 +37,7 @@ use crate::timestamp::now_unix_ms;
 use crate::cli::{
     Cli, Command, EdgesCommand, JoinTokensCommand, KeysCommand, LimitMetricArgs, LimitsCommand,
     ModelsCommand, OrgsCommand, OutputFormat, ProjectsCommand, ProvidersCommand, ScopeArgs,
-    TeamsCommand, UsageGroupBy, UsersCommand,
+    TeamsCommand, TimeoutArgs, UsageGroupBy, UsersCommand,
 };
 
 /// How long to wait for the TCP/HTTP2 connection to the control plane.
@@ -280,6 +281,7 @@ async fn providers(
             base_url,
             api_key,
             api_key_env,
+            api_version,
             timeout_ms,
             mock_latency_ms,
             mock_output_tokens,
@@ -310,6 +312,7 @@ async fn providers(
                 api_key,
                 request_timeout_ms: timeout_ms.unwrap_or(0),
                 mock,
+                api_version: api_version.unwrap_or_default(),
             };
             let provider = reply(client.create_provider(request).await)?;
             emit(format, &provider, |provider| {
@@ -350,6 +353,7 @@ async fn models(
             output_price,
             cached_input_price,
             max_output_tokens,
+            timeouts,
         } => {
             let request = CreateModelRequest {
                 name,
@@ -359,6 +363,7 @@ async fn models(
                 output_price_micros_per_mtok: output_price,
                 cached_input_price_micros_per_mtok: cached_input_price,
                 max_output_tokens: max_output_tokens.unwrap_or(0),
+                timeouts: Some(model_timeouts(timeouts)),
             };
             let model = reply(client.create_model(request).await)?;
             emit(format, &model, |model| {
@@ -388,6 +393,26 @@ async fn models(
                 output::models(std::slice::from_ref(model))
             })
         }
+        ModelsCommand::SetTimeouts { name, timeouts } => {
+            let request = SetModelTimeoutsRequest {
+                model: name,
+                timeouts: Some(model_timeouts(timeouts)),
+            };
+            let model = reply(client.set_model_timeouts(request).await)?;
+            emit(format, &model, |model| {
+                output::models(std::slice::from_ref(model))
+            })
+        }
+    }
+}
+
+/// The flags as typed; the control plane checks the bounds and names a bad field.
+fn model_timeouts(flags: TimeoutArgs) -> ModelTimeouts {
+    ModelTimeouts {
+        connect_ms: flags.connect_timeout_ms,
+        first_token_ms: flags.first_token_timeout_ms,
+        idle_ms: flags.idle_timeout_ms,
+        total_ms: flags.total_timeout_ms,
     }
 }
 

@@ -4,8 +4,8 @@
 use tollgate_control_plane::limits::{Metric, Window};
 use tollgate_proto::v1::{
     CreateJoinTokenResponse, CreateVirtualKeyResponse, Edge, LimitAlert, LimitMetric, LimitPolicy,
-    LimitScope, LimitScopeRef, LimitStatusResponse, ListEdgesResponse, Model, Org, Project,
-    Provider, ScheduledPrice, Team, UsageReportResponse, User, VirtualKey,
+    LimitScope, LimitScopeRef, LimitStatusResponse, ListEdgesResponse, Model, ModelTimeouts, Org,
+    Project, Provider, ScheduledPrice, Team, UsageReportResponse, User, VirtualKey,
 };
 
 use crate::table::Table;
@@ -114,6 +114,7 @@ pub fn providers(providers: &[Provider]) -> String {
         "NAME",
         "KIND",
         "BASE URL",
+        "API VERSION",
         "API KEY",
         "TIMEOUT MS",
         "MOCK",
@@ -136,6 +137,7 @@ pub fn providers(providers: &[Provider]) -> String {
             provider.name.clone(),
             provider.kind.clone(),
             or_dash(&provider.base_url),
+            api_version(provider),
             if provider.has_api_key { "set" } else { "-" }.to_owned(),
             timeout,
             mock,
@@ -144,6 +146,14 @@ pub fn providers(providers: &[Provider]) -> String {
         ]);
     }
     table.render()
+}
+
+/// Only Azure and Anthropic have a version setting; empty there means the edge's default.
+fn api_version(provider: &Provider) -> String {
+    match provider.kind.as_str() {
+        "azure_openai" | "anthropic" if provider.api_version.is_empty() => "default".to_owned(),
+        _ => or_dash(&provider.api_version),
+    }
 }
 
 pub fn models(models: &[Model]) -> String {
@@ -158,6 +168,7 @@ pub fn models(models: &[Model]) -> String {
         "PRICE SINCE",
         "SCHEDULED",
         "MAX OUTPUT TOKENS",
+        "TIMEOUTS",
         "ID",
         "CREATED",
     ]);
@@ -191,11 +202,50 @@ pub fn models(models: &[Model]) -> String {
             format_unix_ms(model.price_effective_from_unix_ms),
             scheduled,
             model.max_output_tokens.to_string(),
+            timeouts(model.timeouts.unwrap_or_default()),
             model.id.clone(),
             format_unix_ms(model.created_at_unix_ms),
         ]);
     }
     table.render()
+}
+
+/// "connect 5s, total 2m 30s": the phases with their own deadline; the others use the edge
+/// default, and "default" means all of them do.
+fn timeouts(timeouts: ModelTimeouts) -> String {
+    let phases = [
+        ("connect", timeouts.connect_ms),
+        ("first token", timeouts.first_token_ms),
+        ("idle", timeouts.idle_ms),
+        ("total", timeouts.total_ms),
+    ];
+    let set: Vec<String> = phases
+        .into_iter()
+        .filter(|(_, ms)| *ms > 0)
+        .map(|(phase, ms)| format!("{phase} {}", duration_ms(ms)))
+        .collect();
+    if set.is_empty() {
+        "default".to_owned()
+    } else {
+        set.join(", ")
+    }
+}
+
+/// Exact and short: "750ms", "30s", "2m 30s", "1h", "1h 0m 1s".
+fn duration_ms(ms: u32) -> String {
+    if !ms.is_multiple_of(1000) {
+        return format!("{ms}ms");
+    }
+    let secs = ms / 1000;
+    let (hours, minutes, seconds) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    match (hours, minutes, seconds) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m {s}s"),
+        (h, 0, 0) => format!("{h}h"),
+        (h, m, 0) => format!("{h}h {m}m"),
+        (h, m, s) => format!("{h}h {m}m {s}s"),
+    }
 }
 
 /// "v3 from 2027-01-01T00:00:00Z: in 1.00, cached 0.50, out 4.00" (USD per 1M tokens).
@@ -744,6 +794,75 @@ mod tests {
             limit_policy(&empty),
             "key tg_1a2b3c4d (acme/platform/web): no limits\n"
         );
+    }
+
+    #[test]
+    fn providers_show_an_api_version_only_where_the_kind_has_one() {
+        let provider = |kind: &str, api_version: &str| Provider {
+            name: format!("{kind}-p"),
+            kind: kind.to_owned(),
+            base_url: "https://example.com".to_owned(),
+            api_version: api_version.to_owned(),
+            has_api_key: true,
+            ..Provider::default()
+        };
+        let text = providers(&[
+            provider("anthropic", ""),
+            provider("azure_openai", "2024-10-01-preview"),
+            provider("gemini", ""),
+        ]);
+        let cells = |line: &str| {
+            line.split_whitespace()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        let lines: Vec<Vec<String>> = text.lines().map(cells).collect();
+        assert_eq!(lines[0][4..6], ["API", "VERSION"], "{text}");
+        assert_eq!(
+            lines[1][..4],
+            ["anthropic-p", "anthropic", "https://example.com", "default"]
+        );
+        assert_eq!(lines[2][3], "2024-10-01-preview", "{text}");
+        assert_eq!(
+            lines[3][1..5],
+            ["gemini", "https://example.com", "-", "set"],
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn model_timeouts_list_the_phases_that_differ_from_the_default() {
+        assert_eq!(timeouts(ModelTimeouts::default()), "default");
+        let set = ModelTimeouts {
+            connect_ms: 2_500,
+            first_token_ms: 0,
+            idle_ms: 15_000,
+            total_ms: 150_000,
+        };
+        assert_eq!(timeouts(set), "connect 2500ms, idle 15s, total 2m 30s");
+        assert_eq!(duration_ms(120_000), "2m");
+        assert_eq!(duration_ms(3_600_000), "1h");
+        assert_eq!(duration_ms(3_661_000), "1h 1m 1s");
+        assert_eq!(duration_ms(86_400_000), "24h");
+        assert_eq!(duration_ms(1), "1ms");
+        let model = Model {
+            name: "gpt".to_owned(),
+            timeouts: Some(set),
+            ..Model::default()
+        };
+        let text = models(&[model]);
+        assert!(
+            text.lines()
+                .next()
+                .is_some_and(|h| h.contains(" TIMEOUTS "))
+        );
+        assert!(
+            text.contains("connect 2500ms, idle 15s, total 2m 30s"),
+            "{text}"
+        );
+        // A control plane that predates timeouts sends none: every phase is at its default.
+        let text = models(&[Model::default()]);
+        assert!(text.contains(" default "), "{text}");
     }
 
     #[test]
