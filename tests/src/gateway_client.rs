@@ -257,7 +257,7 @@ pub fn assert_chat_completion(body: &Value, model: Option<&str>) -> TokenUsage {
 
 /// Asserts `reply` is a complete OpenAI chat stream: 200 `text/event-stream`; JSON
 /// `chat.completion.chunk` events sharing one id (and `model`, when given); a first chunk with
-/// the assistant role; exactly one chunk with a finish_reason; content; a usage chunk
+/// the assistant role; exactly one chunk with a finish_reason; content or tool calls; a usage chunk
 /// (`"choices": []`) as the last JSON event exactly when `include_usage`; then a single
 /// `[DONE]` as the final event. Returns the usage when `include_usage`.
 #[track_caller]
@@ -333,9 +333,12 @@ pub fn assert_chat_stream(
         "exactly one chunk with a finish_reason:\n{}",
         reply.raw
     );
+    let has_tool_calls = chunks
+        .iter()
+        .any(|chunk| chunk["choices"][0]["delta"]["tool_calls"].is_array());
     assert!(
-        !reply.content().is_empty(),
-        "the stream carried no content:\n{}",
+        !reply.content().is_empty() || has_tool_calls,
+        "the stream carried no content and no tool calls:\n{}",
         reply.raw
     );
 

@@ -67,6 +67,7 @@ async fn client_hanging_up_mid_stream_cancels_the_upstream_within_a_second_and_b
         let disconnects = world.fake.wait_for_disconnects(done + 1, GENEROUS).await;
         let disconnect = &disconnects[done];
         let noticed = disconnect.at.saturating_duration_since(hung_up);
+        eprintln!("{format:?}: the upstream saw the hang-up after {noticed:?}");
         assert!(
             noticed < CANCEL_WITHIN,
             "{format:?}: the upstream saw the hang-up after {noticed:?}: {disconnect:?}"
@@ -119,6 +120,7 @@ async fn client_hanging_up_during_a_slow_non_streaming_call_cancels_the_upstream
     client.abort();
     let disconnect = world.fake.wait_for_disconnect(GENEROUS).await;
     let noticed = disconnect.at.saturating_duration_since(hung_up);
+    eprintln!("non-streaming: the upstream saw the hang-up after {noticed:?}");
     assert!(
         noticed < CANCEL_WITHIN,
         "the upstream saw the hang-up after {noticed:?}: {disconnect:?}"
