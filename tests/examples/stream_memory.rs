@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use serde_json::json;
-use tollgate_e2e::{Behavior, FakeProvider, Stack, WireFormat, chat_body};
+use tollgate_e2e::{Behavior, FakeProvider, GatewayClient, Stack, WireFormat, chat_body};
 
 struct Options {
     minutes: f64,
@@ -90,7 +90,7 @@ async fn main() -> anyhow::Result<()> {
     let total_ms = (run.as_millis() * 2 + 120_000).to_string();
 
     println!(
-        "stream_memory: {} streams of {} chunks every {} ms through a {} provider, {:.1} min",
+        "stream_memory: {} streams of {} chunks every {} ms through a {} provider, {:.2} min",
         options.streams,
         chunks,
         options.chunk_ms,
@@ -123,7 +123,7 @@ async fn main() -> anyhow::Result<()> {
     let progress = Arc::new(Progress::default());
     let mut clients = Vec::new();
     for index in 0..options.streams {
-        let client = stack.client();
+        let client = GatewayClient::without_request_timeout(&stack.edge.base_url());
         let key = stack.demo.key.clone();
         let progress = Arc::clone(&progress);
         let mut body = chat_body(model, &format!("stream number {index}, please go on"));

@@ -396,6 +396,21 @@ impl GatewayClient {
         }
     }
 
+    /// Like [`GatewayClient::new`] but with no overall request deadline (only a connect
+    /// timeout), for streams kept open for minutes.
+    pub fn without_request_timeout(base_url: &str) -> GatewayClient {
+        // Fails only when a provider is already installed, which is what we want anyway.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        GatewayClient {
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .connect_timeout(Duration::from_secs(10))
+                .build()
+                .expect("build a reqwest client"),
+            base_url: base_url.trim_end_matches('/').to_owned(),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
     }
