@@ -157,6 +157,53 @@ async fn stream_cut_by_any_upstream_ends_with_an_error_event_and_is_recorded_as_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_error_event_mid_stream_becomes_an_sse_error_event_for_every_kind() {
+    let world = World::start(&WireFormat::ALL, &[]).await;
+    for format in WireFormat::ALL {
+        world.fake.set_behavior(Behavior::ErrorEventAfter {
+            events: pieces_before_cut(format),
+            // Anthropic's overloaded_error; a plain server error elsewhere.
+            status: if format == WireFormat::Anthropic {
+                529
+            } else {
+                500
+            },
+            message: "Overloaded".to_owned(),
+        });
+        let mut request = chat_body(&model_name(format), "hi");
+        request["stream"] = json!(true);
+        let reply = world
+            .stack
+            .client()
+            .chat_stream(Some(world.key()), &request)
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 200, "{format:?}:\n{}", reply.raw);
+        assert!(!reply.has_done(), "{format:?}:\n{}", reply.raw);
+        assert_eq!(reply.content(), "Hello from", "{format:?}:\n{}", reply.raw);
+        let errors = reply.error_events();
+        assert_eq!(errors.len(), 1, "{format:?}:\n{}", reply.raw);
+        assert_eq!(errors[0]["error"]["type"], "upstream_error", "{format:?}");
+        assert!(
+            errors[0]["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("Overloaded"),
+            "{format:?}: the upstream's message is passed on: {}",
+            errors[0]
+        );
+        let last = reply.json_events().pop().unwrap();
+        assert!(
+            last.get("error").is_some(),
+            "{format:?}: error last:\n{}",
+            reply.raw
+        );
+        let row = wait_for_usage(&world.stack.db, reply.header("x-request-id").unwrap()).await;
+        assert_eq!(row.status, "upstream_error", "{format:?}: {row:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_upstream_json_is_a_502_or_an_error_event_for_every_kind() {
     let world = World::start(&WireFormat::ALL, &[]).await;
     world.fake.set_behavior(Behavior::MalformedJson);

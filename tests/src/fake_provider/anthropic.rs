@@ -183,6 +183,13 @@ impl Wire for Anthropic {
         )
     }
 
+    fn error_event(&self, status: StatusCode, message: &str) -> Bytes {
+        event(&json!({
+            "type": "error",
+            "error": {"type": error_type(status), "message": message},
+        }))
+    }
+
     fn embeddings(&self, _request: &Incoming, _body: &Value) -> Result<Value, Response> {
         Err(error(StatusCode::NOT_FOUND, "Not found"))
     }
@@ -299,7 +306,22 @@ fn event(data: &Value) -> Bytes {
 /// Anthropic's error shape, `{"type": "error", "error": {"type", "message"}}`, with the error
 /// type the API uses for the status.
 pub(crate) fn error(status: StatusCode, message: &str) -> Response {
-    let kind = match status.as_u16() {
+    let body = json!({
+        "type": "error",
+        "error": {"type": error_type(status), "message": message},
+        "request_id": "req_fake",
+    });
+    (
+        status,
+        [(CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// The error type Anthropic's API uses for `status`.
+fn error_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
         400 => "invalid_request_error",
         401 => "authentication_error",
         402 => "billing_error",
@@ -310,16 +332,5 @@ pub(crate) fn error(status: StatusCode, message: &str) -> Response {
         504 => "timeout_error",
         529 => "overloaded_error",
         _ => "api_error",
-    };
-    let body = json!({
-        "type": "error",
-        "error": {"type": kind, "message": message},
-        "request_id": "req_fake",
-    });
-    (
-        status,
-        [(CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
+    }
 }

@@ -70,6 +70,10 @@ impl Wire for Azure {
         Bytes::from_static(b"data: {\"id\": \"chatcmpl-broken\", \"choices\": [{\"delta\": \n\n")
     }
 
+    fn error_event(&self, status: StatusCode, message: &str) -> Bytes {
+        openai::error_event(status, message)
+    }
+
     fn embeddings(&self, request: &Incoming, body: &Value) -> Result<Value, Response> {
         let deployment = request.path_model.clone().unwrap_or_default();
         openai::embeddings(body, &deployment).map_err(|message| {

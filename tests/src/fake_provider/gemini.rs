@@ -133,6 +133,13 @@ impl Wire for Gemini {
         Bytes::from_static(b"data: {\"candidates\": [{\"content\": \r\n\r\n")
     }
 
+    fn error_event(&self, status: StatusCode, message: &str) -> Bytes {
+        let body = json!({"error": {
+            "code": status.as_u16(), "message": message, "status": status_name(status),
+        }});
+        sse(None, &body.to_string(), "\r\n\r\n")
+    }
+
     fn embeddings(&self, request: &Incoming, body: &Value) -> Result<Value, Response> {
         let model = request.path_model.clone().unwrap_or_default();
         let bad = |message: String| error(StatusCode::BAD_REQUEST, &message, json!([]));
@@ -304,19 +311,7 @@ fn embed_one(request: &Value, path_model: &str) -> Result<Vec<f32>, String> {
 
 /// Google's error shape with the canonical status name for `status`.
 pub(crate) fn error(status: StatusCode, message: &str, details: Value) -> Response {
-    let name = match status.as_u16() {
-        400 => "INVALID_ARGUMENT",
-        401 => "UNAUTHENTICATED",
-        403 => "PERMISSION_DENIED",
-        404 => "NOT_FOUND",
-        409 => "ABORTED",
-        429 => "RESOURCE_EXHAUSTED",
-        499 => "CANCELLED",
-        501 => "UNIMPLEMENTED",
-        503 => "UNAVAILABLE",
-        504 => "DEADLINE_EXCEEDED",
-        _ => "INTERNAL",
-    };
+    let name = status_name(status);
     let mut error = json!({"code": status.as_u16(), "message": message, "status": name});
     if details
         .as_array()
@@ -330,4 +325,21 @@ pub(crate) fn error(status: StatusCode, message: &str, details: Value) -> Respon
         json!({ "error": error }).to_string(),
     )
         .into_response()
+}
+
+/// Google's canonical status name for an HTTP status.
+fn status_name(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        409 => "ABORTED",
+        429 => "RESOURCE_EXHAUSTED",
+        499 => "CANCELLED",
+        501 => "UNIMPLEMENTED",
+        503 => "UNAVAILABLE",
+        504 => "DEADLINE_EXCEEDED",
+        _ => "INTERNAL",
+    }
 }

@@ -67,6 +67,10 @@ impl Wire for OpenAi {
         Bytes::from_static(b"data: {\"id\": \"chatcmpl-broken\", \"choices\": [{\"delta\": \n\n")
     }
 
+    fn error_event(&self, status: StatusCode, message: &str) -> Bytes {
+        error_event(status, message)
+    }
+
     fn embeddings(&self, _request: &Incoming, body: &Value) -> Result<Value, Response> {
         let model = body["model"].as_str().unwrap_or_default().to_owned();
         if model.is_empty() {
@@ -448,6 +452,18 @@ fn tokens_text(tokens: &[Value]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The error OpenAI sends inside a stream that fails after it started: a `data:` event with
+/// the error object, and no `[DONE]`.
+pub(crate) fn error_event(status: StatusCode, message: &str) -> Bytes {
+    let kind = if status.is_server_error() {
+        "server_error"
+    } else {
+        "invalid_request_error"
+    };
+    let body = json!({"error": {"message": message, "type": kind, "param": null, "code": null}});
+    sse(None, &body.to_string(), "\n\n")
 }
 
 /// OpenAI's error shape: `{"error": {"message", "type", "param", "code"}}`.

@@ -45,6 +45,14 @@ pub enum Behavior {
     CutStreamAfter(usize),
     /// 200 with a body that is not valid JSON; for streams, the second event is broken.
     MalformedJson,
+    /// Streams send `events` events, then the provider's own in-stream error event (e.g.
+    /// Anthropic's `overloaded_error`) with this status's error type and this message, and
+    /// end. Non-streaming answers are [`Behavior::Error`].
+    ErrorEventAfter {
+        events: usize,
+        status: u16,
+        message: String,
+    },
 }
 
 impl Behavior {

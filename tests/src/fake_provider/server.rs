@@ -323,6 +323,12 @@ async fn answer(
         Behavior::RateLimited { retry_after_secs } => {
             return Answer::Done(wire.rate_limited(*retry_after_secs));
         }
+        Behavior::ErrorEventAfter {
+            status, message, ..
+        } if incoming.is_embeddings() => {
+            let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return Answer::Done(wire.error(status, message));
+        }
         _ => {}
     }
 
@@ -340,6 +346,14 @@ async fn answer(
         Err(response) => return Answer::Done(response),
     };
     pause(behavior.before_headers(ask.stream)).await;
+    if let Behavior::ErrorEventAfter {
+        status, message, ..
+    } = &behavior
+        && !ask.stream
+    {
+        let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return Answer::Done(wire.error(status, message));
+    }
     let reply = Reply::new(shared.next_id(), &ask, &behavior);
     if !ask.stream {
         return json_answer(&wire.completion(&reply), &behavior);
@@ -348,6 +362,16 @@ async fn answer(
         content_type,
         mut events,
     } = wire.stream(reply, &ask, incoming);
+    if let Behavior::ErrorEventAfter {
+        events: before,
+        status,
+        message,
+    } = &behavior
+    {
+        let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let error = wire.error_event(status, message);
+        events = Box::new(events.take(*before).chain(std::iter::once(error)));
+    }
     if behavior == Behavior::MalformedJson {
         let first = events.next();
         events = Box::new(

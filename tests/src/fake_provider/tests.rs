@@ -312,6 +312,23 @@ async fn scripted_failures_keep_each_providers_error_shape() {
         "rate_limit_error"
     );
 
+    fake.set_behavior(Behavior::ErrorEventAfter {
+        events: 3,
+        status: 529,
+        message: "Overloaded".to_owned(),
+    });
+    let streamed = post(&fake, "/v1/messages", &[("x-api-key", KEY), ("anthropic-version", "2023-06-01")],
+        json!({"model": "claude", "max_tokens": 5, "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        streamed.ends_with("event: error\ndata: {\"error\":{\"message\":\"Overloaded\",\"type\":\"overloaded_error\"},\"type\":\"error\"}\n\n"),
+        "{streamed}"
+    );
+    assert_eq!(streamed.matches("event: ").count(), 4, "{streamed}");
+
     fake.set_behavior(Behavior::CutStreamAfter(2));
     let auth = bearer();
     let response = post(

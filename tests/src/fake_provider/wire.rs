@@ -87,6 +87,9 @@ pub(crate) trait Wire: Send + Sync + 'static {
     /// An event that is not valid JSON, in the format's framing.
     fn malformed_event(&self) -> Bytes;
 
+    /// The error event the provider sends when a stream fails after it started.
+    fn error_event(&self, status: StatusCode, message: &str) -> Bytes;
+
     /// An embeddings response; `Err` is the provider's own error.
     fn embeddings(&self, request: &Incoming, body: &Value) -> Result<Value, Response>;
 
