@@ -64,7 +64,7 @@ fn bench(c: &mut Criterion) {
 
     let event = openai_event();
     let mut decoder = SseDecoder::new();
-    let mut translator = OpenAiChunks;
+    let mut translator = OpenAiChunks::default();
     let mut out = Vec::new();
     group.bench_function("openai_passthrough", |b| {
         b.iter(|| {

@@ -1,5 +1,6 @@
-//! The chat endpoint with limits, served in process: the reserve phase, the 429 it answers, the
-//! x-ratelimit-* headers, and the usage event a rejection records.
+//! The endpoints served in process against the mock runtime: chat with limits (the reserve
+//! phase, the 429 it answers, the x-ratelimit-* headers, and the usage event a rejection
+//! records), and embeddings (`embeddings.rs`).
 
 #![allow(clippy::unwrap_used)]
 
@@ -16,6 +17,8 @@ use std::sync::mpsc::Receiver;
 use std::time::Duration;
 use tollgate_proto::v1 as pb;
 
+mod embeddings;
+
 pub(super) struct Served {
     pub(super) url: String,
     pub(super) events: Receiver<UsageEvent>,
@@ -24,11 +27,16 @@ pub(super) struct Served {
 }
 
 /// An edge in `--config`-like mode (it owns its limits alone) whose key `tg_limited` has the
-/// given limits on its team.
+/// given limits.
 pub(super) async fn serve(limits: Vec<pb::SnapshotLimit>) -> Served {
     let mut wire = wire_snapshot();
-    wire.virtual_keys[0].key_hash = Sha256::digest(b"tg_limited").to_vec();
     wire.limits = limits;
+    serve_snapshot(wire).await
+}
+
+/// An edge serving `wire` (key `tg_limited` replaces its first key's hash).
+pub(super) async fn serve_snapshot(mut wire: pb::ConfigSnapshot) -> Served {
+    wire.virtual_keys[0].key_hash = Sha256::digest(b"tg_limited").to_vec();
     let http = crate::providers::test_http_clients();
     let runtime = Arc::new(RuntimeHolder::new());
     runtime.store(Runtime::compile(Snapshot::try_from(wire).unwrap(), &http).unwrap());

@@ -1,16 +1,27 @@
 //! The built-in mock provider: deterministic answers with configurable latency, length and
 //! streaming pace, so demos, tests and benchmarks run offline and repeatably.
 
+mod embeddings;
+
+pub use embeddings::{DEFAULT_DIMENSIONS, MAX_DIMENSIONS};
+
 use super::{ChunkStream, ModelTarget, Provider, ProviderError};
 use crate::api::chat::{
     ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Choice, ChunkChoice, Delta,
     ResponseMessage, Usage,
+};
+use crate::api::embeddings::{
+    Embedding, EmbeddingInput, EmbeddingsRequest, EmbeddingsResponse, EmbeddingsUsage,
 };
 use serde_json::Map;
 use std::time::Duration;
 
 /// Output length when the provider's settings leave it at 0.
 pub const DEFAULT_OUTPUT_TOKENS: u32 = 16;
+
+/// Up to this many vector components are generated on the async thread; larger requests go to
+/// the blocking pool (generation is about as costly as hashing the same number of bytes).
+const INLINE_EMBEDDING_COMPONENTS: usize = 64 * 1024;
 
 const REPLY_WORDS: &[&str] = &[
     "Tollgate", "mock", "reply:", "the", "gateway", "is", "up", "and", "routed", "your", "request",
@@ -185,6 +196,55 @@ impl Provider for MockProvider {
         };
         Ok(Box::pin(stream))
     }
+
+    /// Deterministic pseudo-random unit vectors, one per input (see `mock/embeddings.rs`),
+    /// `dimensions` long (default [`DEFAULT_DIMENSIONS`], at most [`MAX_DIMENSIONS`]).
+    async fn embeddings(
+        &self,
+        target: &ModelTarget,
+        request: &EmbeddingsRequest,
+    ) -> Result<EmbeddingsResponse, ProviderError> {
+        let dimensions = request.dimensions.unwrap_or(DEFAULT_DIMENSIONS);
+        if !(1..=MAX_DIMENSIONS).contains(&dimensions) {
+            return Err(ProviderError::Unsupported {
+                provider_kind: self.kind(),
+                param: "dimensions".to_owned(),
+                reason: format!("mock embeddings have 1 to {MAX_DIMENSIONS} dimensions"),
+            });
+        }
+        let dimensions = dimensions as usize;
+        let prompt_tokens = embeddings::prompt_tokens(&request.input);
+        let vectors =
+            if request.input.len().saturating_mul(dimensions) <= INLINE_EMBEDDING_COMPONENTS {
+                embeddings::vectors(&request.input, dimensions)
+            } else {
+                let input: EmbeddingInput = request.input.clone();
+                tokio::task::spawn_blocking(move || embeddings::vectors(&input, dimensions))
+                    .await
+                    .map_err(|err| ProviderError::InvalidResponse {
+                        provider: self.kind().to_owned(),
+                        reason: format!("the embedding task failed: {err}"),
+                    })?
+            };
+        self.wait_latency().await;
+        Ok(EmbeddingsResponse {
+            object: "list".to_owned(),
+            data: vectors
+                .into_iter()
+                .zip(0u32..)
+                .map(|(embedding, index)| Embedding {
+                    object: "embedding".to_owned(),
+                    index,
+                    embedding,
+                })
+                .collect(),
+            model: target.public_name.clone(),
+            usage: Some(EmbeddingsUsage {
+                prompt_tokens,
+                total_tokens: prompt_tokens,
+            }),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -252,5 +312,96 @@ mod tests {
             .filter_map(|c| c.choices.first()?.delta.content.clone())
             .collect();
         assert_eq!(text, "Tollgate mock reply: the");
+    }
+
+    fn embeddings_request(body: &str) -> EmbeddingsRequest {
+        EmbeddingsRequest::parse(body.as_bytes()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn embeddings_are_deterministic_unit_vectors_of_the_default_size() {
+        let provider = MockProvider::new(MockSettings::default());
+        let target = crate::providers::test_target("mock-embed", "mock-embed");
+        let body = r#"{"model":"mock-embed","input":["alpha beta","gamma","alpha beta"]}"#;
+        let response = provider
+            .embeddings(&target, &embeddings_request(body))
+            .await
+            .unwrap();
+        assert_eq!(response.object, "list");
+        assert_eq!(response.model, "mock-embed");
+        assert_eq!(
+            response.usage,
+            Some(EmbeddingsUsage {
+                prompt_tokens: 5,
+                total_tokens: 5
+            })
+        );
+        let data = &response.data;
+        assert_eq!(
+            data.iter().map(|d| d.index).collect::<Vec<_>>(),
+            vec![0, 1, 2]
+        );
+        assert!(data.iter().all(|d| d.object == "embedding"));
+        assert!(
+            data.iter()
+                .all(|d| d.embedding.len() == DEFAULT_DIMENSIONS as usize)
+        );
+        assert_eq!(data[0].embedding, data[2].embedding);
+        assert_ne!(data[0].embedding, data[1].embedding);
+        let again = provider
+            .embeddings(&target, &embeddings_request(body))
+            .await
+            .unwrap();
+        assert_eq!(again, response);
+    }
+
+    #[tokio::test]
+    async fn embeddings_honour_dimensions_and_refuse_too_many() {
+        let provider = MockProvider::new(MockSettings::default());
+        let target = crate::providers::test_target("mock-embed", "mock-embed");
+        let small = provider
+            .embeddings(
+                &target,
+                &embeddings_request(r#"{"model":"m","input":"x","dimensions":3}"#),
+            )
+            .await
+            .unwrap();
+        assert_eq!(small.data[0].embedding.len(), 3);
+        // Large enough to be generated on the blocking pool.
+        let large = provider
+            .embeddings(
+                &target,
+                &embeddings_request(r#"{"model":"m","input":[[1],[2],[3],[4],[5],[6],[7],[8],[9],[10],[11],[12],[13],[14],[15],[16],[17],[18],[19],[20],[21],[22]],"dimensions":3072}"#),
+            )
+            .await
+            .unwrap();
+        assert_eq!(large.data.len(), 22);
+        assert!(large.data.iter().all(|d| d.embedding.len() == 3072));
+        let err = provider
+            .embeddings(
+                &target,
+                &embeddings_request(r#"{"model":"m","input":"x","dimensions":3073}"#),
+            )
+            .await
+            .unwrap_err();
+        match err {
+            ProviderError::Unsupported { param, .. } => assert_eq!(param, "dimensions"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn embeddings_wait_the_configured_latency() {
+        let provider = MockProvider::new(MockSettings {
+            latency_ms: 50,
+            ..MockSettings::default()
+        });
+        let target = crate::providers::test_target("mock-embed", "mock-embed");
+        let started = std::time::Instant::now();
+        provider
+            .embeddings(&target, &embeddings_request(r#"{"model":"m","input":"x"}"#))
+            .await
+            .unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(50));
     }
 }

@@ -92,7 +92,9 @@ impl Upstream<'_> {
         let status = response.status();
         if !status.is_success() {
             let header_retry = retry_after_secs(response.headers());
-            let (message, body_retry) = self.error_details(status, response).await;
+            let (message, body_retry) = self
+                .error_details(status, response, started + deadlines.total)
+                .await;
             return Err(ProviderError::UpstreamStatus {
                 provider: self.provider.to_owned(),
                 status: status.as_u16(),
@@ -142,11 +144,14 @@ impl Upstream<'_> {
     /// The upstream's own error message (`error.message` in OpenAI's, Anthropic's and
     /// Gemini's error bodies alike), redacted, and a retry delay the body may carry (Gemini's
     /// `RetryInfo.retryDelay`, used when there is no Retry-After header). For auth failures only
-    /// the status is kept: upstreams echo parts of the key there.
+    /// the status is kept: upstreams echo parts of the key there. The body is read with the
+    /// idle gap between pieces and never past the call's total deadline; a body cut short by
+    /// either yields what arrived.
     async fn error_details(
         &self,
         status: reqwest::StatusCode,
         response: reqwest::Response,
+        total_deadline: Instant,
     ) -> (String, Option<u64>) {
         if matches!(status.as_u16(), 401 | 403) {
             return (
@@ -156,9 +161,11 @@ impl Upstream<'_> {
         }
         let mut body = Vec::new();
         let mut stream = response.bytes_stream();
-        while let Ok(Some(Ok(piece))) =
-            tokio::time::timeout(self.target.deadlines.idle, stream.next()).await
-        {
+        loop {
+            let deadline = (Instant::now() + self.target.deadlines.idle).min(total_deadline);
+            let Ok(Some(Ok(piece))) = tokio::time::timeout_at(deadline, stream.next()).await else {
+                break;
+            };
             body.extend_from_slice(&piece);
             if body.len() >= MAX_ERROR_BODY_BYTES {
                 break;
@@ -174,8 +181,13 @@ impl Upstream<'_> {
                 || String::from_utf8_lossy(&body).into_owned(),
                 str::to_owned,
             );
-        let text: String = text.chars().take(MAX_ERROR_MESSAGE_CHARS).collect();
-        let text = self.secret.redact(&text);
+        // Redacted before it is cut, so a key straddling the cut cannot leave a prefix behind.
+        let text: String = self
+            .secret
+            .redact(&text)
+            .chars()
+            .take(MAX_ERROR_MESSAGE_CHARS)
+            .collect();
         let message = if text.trim().is_empty() {
             status.canonical_reason().unwrap_or("no message").to_owned()
         } else {
@@ -354,44 +366,4 @@ pub fn event_json<T: DeserializeOwned>(event: &SseEvent) -> Result<T, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn gemini_retry_info_in_the_body_gives_a_retry_delay() {
-        let error = serde_json::json!({"error": {"code": 429, "message": "quota", "details": [
-            {"@type": "type.googleapis.com/google.rpc.QuotaFailure"},
-            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "29s"}
-        ]}});
-        assert_eq!(body_retry_delay_secs(&error), Some(29));
-        let sub_second = serde_json::json!({"error": {"details": [{"retryDelay": "0.4s"}]}});
-        assert_eq!(body_retry_delay_secs(&sub_second), Some(1));
-        assert_eq!(
-            body_retry_delay_secs(&serde_json::json!({"error": {}})),
-            None
-        );
-    }
-
-    #[test]
-    fn retry_after_is_read_in_whole_seconds() {
-        let mut headers = reqwest::header::HeaderMap::new();
-        assert_eq!(retry_after_secs(&headers), None);
-        headers.insert(
-            reqwest::header::RETRY_AFTER,
-            "7".parse().unwrap_or_else(|_| unreachable!()),
-        );
-        assert_eq!(retry_after_secs(&headers), Some(7));
-        headers.insert(
-            reqwest::header::RETRY_AFTER,
-            "0.2".parse().unwrap_or_else(|_| unreachable!()),
-        );
-        assert_eq!(retry_after_secs(&headers), Some(1));
-        headers.insert(
-            reqwest::header::RETRY_AFTER,
-            "Wed, 21 Oct 2015 07:28:00 GMT"
-                .parse()
-                .unwrap_or_else(|_| unreachable!()),
-        );
-        assert_eq!(retry_after_secs(&headers), None);
-    }
-}
+mod tests;

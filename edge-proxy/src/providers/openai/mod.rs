@@ -2,6 +2,10 @@
 //! compatible endpoints). The request body is forwarded as the client sent it, unknown fields
 //! included, with the upstream model name and, for streams, usage reporting switched on.
 
+#[cfg(test)]
+pub(crate) mod golden_cases;
+#[cfg(test)]
+mod golden_tests;
 mod stream;
 
 pub use stream::OpenAiChunks;
@@ -143,7 +147,7 @@ impl Provider for OpenAiProvider {
                 CallMode::Stream,
             )
             .await?;
-        Ok(call.chunks(OpenAiChunks))
+        Ok(call.chunks(OpenAiChunks::default()))
     }
 
     async fn embeddings(

@@ -108,7 +108,7 @@ impl Provider for AzureOpenAiProvider {
             .upstream(target)
             .send(request, CallMode::Stream)
             .await?;
-        Ok(call.chunks(OpenAiChunks))
+        Ok(call.chunks(OpenAiChunks::default()))
     }
 
     async fn embeddings(
@@ -125,6 +125,9 @@ impl Provider for AzureOpenAiProvider {
         call.json("an embeddings response").await
     }
 }
+
+#[cfg(test)]
+mod golden_tests;
 
 #[cfg(test)]
 mod tests {
