@@ -176,6 +176,11 @@ impl Edge {
         self.port
     }
 
+    /// The edge's OS process id while it runs (e.g. to sample its memory).
+    pub fn pid(&self) -> Option<u32> {
+        self.process.pid()
+    }
+
     /// The `--edge-id` this edge reports to the control plane. Panics for a standalone edge.
     pub fn edge_id(&self) -> &str {
         self.edge_id

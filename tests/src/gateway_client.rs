@@ -257,7 +257,7 @@ pub fn assert_chat_completion(body: &Value, model: Option<&str>) -> TokenUsage {
 
 /// Asserts `reply` is a complete OpenAI chat stream: 200 `text/event-stream`; JSON
 /// `chat.completion.chunk` events sharing one id (and `model`, when given); a first chunk with
-/// the assistant role; exactly one chunk with a finish_reason; content; a usage chunk
+/// the assistant role; exactly one chunk with a finish_reason; content or tool calls; a usage chunk
 /// (`"choices": []`) as the last JSON event exactly when `include_usage`; then a single
 /// `[DONE]` as the final event. Returns the usage when `include_usage`.
 #[track_caller]
@@ -333,9 +333,12 @@ pub fn assert_chat_stream(
         "exactly one chunk with a finish_reason:\n{}",
         reply.raw
     );
+    let has_tool_calls = chunks
+        .iter()
+        .any(|chunk| chunk["choices"][0]["delta"]["tool_calls"].is_array());
     assert!(
-        !reply.content().is_empty(),
-        "the stream carried no content:\n{}",
+        !reply.content().is_empty() || has_tool_calls,
+        "the stream carried no content and no tool calls:\n{}",
         reply.raw
     );
 
@@ -380,7 +383,7 @@ pub fn assert_chat_stream(
 /// The edge's HTTP API at one base URL.
 #[derive(Debug, Clone)]
 pub struct GatewayClient {
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
     base_url: String,
 }
 
@@ -389,6 +392,21 @@ impl GatewayClient {
     pub fn new(base_url: &str) -> GatewayClient {
         GatewayClient {
             http: http_client(),
+            base_url: base_url.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    /// Like [`GatewayClient::new`] but with no overall request deadline (only a connect
+    /// timeout), for streams kept open for minutes.
+    pub fn without_request_timeout(base_url: &str) -> GatewayClient {
+        // Fails only when a provider is already installed, which is what we want anyway.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        GatewayClient {
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .connect_timeout(Duration::from_secs(10))
+                .build()
+                .expect("build a reqwest client"),
             base_url: base_url.trim_end_matches('/').to_owned(),
         }
     }
@@ -568,7 +586,7 @@ fn event_end(bytes: &[u8]) -> Option<(usize, usize)> {
     }
 }
 
-async fn buffer(response: reqwest::Response) -> anyhow::Result<HttpReply> {
+pub(crate) async fn buffer(response: reqwest::Response) -> anyhow::Result<HttpReply> {
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let body = response.text().await?;
@@ -580,7 +598,7 @@ async fn buffer(response: reqwest::Response) -> anyhow::Result<HttpReply> {
 }
 
 /// The `data:` payloads of an SSE body, one per event (multi-line data joined with `\n`).
-fn sse_data_events(raw: &str) -> Vec<String> {
+pub(crate) fn sse_data_events(raw: &str) -> Vec<String> {
     let normalized = raw.replace("\r\n", "\n");
     normalized
         .split("\n\n")

@@ -23,8 +23,9 @@ const SCRUBBED_ENV: &[&str] = &[
 
 /// Path of a workspace binary (`tollgate-cp`, `tollgate-edge`, `tollgatectl`).
 ///
-/// Cargo puts test executables in `target/<profile>/deps/` and binaries in `target/<profile>/`,
-/// so the binaries sit next to the parent of `current_exe()`. `TOLLGATE_E2E_BIN_DIR` overrides
+/// Cargo puts test executables in `target/<profile>/deps/`, examples in
+/// `target/<profile>/examples/` and binaries in `target/<profile>/`, so the binaries sit next to
+/// the parent of `current_exe()`. `TOLLGATE_E2E_BIN_DIR` overrides
 /// the directory. Panics with a hint when the binary has not been built.
 pub fn binary_path(name: &str) -> PathBuf {
     let dir = match std::env::var_os("TOLLGATE_E2E_BIN_DIR") {
@@ -34,7 +35,11 @@ pub fn binary_path(name: &str) -> PathBuf {
             let exe_dir = exe
                 .parent()
                 .expect("test executable has a parent directory");
-            if exe_dir.file_name().is_some_and(|name| name == "deps") {
+            // Tests run from `deps/`, examples from `examples/`.
+            if exe_dir
+                .file_name()
+                .is_some_and(|name| name == "deps" || name == "examples")
+            {
                 exe_dir
                     .parent()
                     .expect("deps directory has a parent")
@@ -145,6 +150,11 @@ impl ManagedProcess {
 
     pub fn label(&self) -> &str {
         &self.label
+    }
+
+    /// The OS process id while the process runs (for reading `/proc/<pid>/status`).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Spawns the process. Panics if it is already running or cannot be spawned.

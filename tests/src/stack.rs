@@ -6,7 +6,7 @@ use crate::control_plane::{ControlPlane, CreatedKey, SeedDemo};
 use crate::db::TestDb;
 use crate::edge::Edge;
 use crate::eventually::eventually;
-use crate::fake_provider::FakeProvider;
+use crate::fake_provider::{FakeProvider, WireFormat};
 use crate::gateway_client::GatewayClient;
 
 /// The API key the fake OpenAI provider is registered with; must never reach a client.
@@ -91,13 +91,41 @@ impl Stack {
         model: &str,
         provider_args: &[&str],
     ) {
-        let base_url = fake.base_url();
+        self.add_fake_provider(
+            fake,
+            WireFormat::OpenAi,
+            provider,
+            model,
+            provider_args,
+            &[],
+        )
+        .await;
+    }
+
+    /// Registers `fake` as provider `provider` of `format`'s kind (at
+    /// [`FakeProvider::base_url_for`], key [`FAKE_API_KEY`], which the fake then requires),
+    /// with one model `model` mapping to [`fake_upstream_model`] (unless `model_args` has its
+    /// own `--upstream-model`) at [`FAKE_INPUT_PRICE_MICROS`] / [`FAKE_OUTPUT_PRICE_MICROS`];
+    /// waits until the edge lists the model. `provider_args` go to `providers create` (e.g.
+    /// `["--api-version", "2024-10-21"]`), `model_args` to `models create` (e.g.
+    /// `["--first-token-timeout-ms", "300"]`).
+    pub async fn add_fake_provider(
+        &self,
+        fake: &FakeProvider,
+        format: WireFormat,
+        provider: &str,
+        model: &str,
+        provider_args: &[&str],
+        model_args: &[&str],
+    ) {
+        fake.set_api_key(FAKE_API_KEY);
+        let base_url = fake.base_url_for(format);
         let mut args = vec![
             "providers",
             "create",
             provider,
             "--kind",
-            "openai",
+            format.kind(),
             "--base-url",
             base_url.as_str(),
             "--api-key",
@@ -105,21 +133,68 @@ impl Stack {
         ];
         args.extend_from_slice(provider_args);
         self.cp.ctl_json(&args).await;
-        self.cp
-            .ctl_json(&[
-                "models",
-                "create",
-                model,
-                "--provider",
-                provider,
-                "--upstream-model",
-                FAKE_UPSTREAM_MODEL,
-                "--input-price",
-                "0.15",
-                "--output-price",
-                "0.60",
-            ])
+        self.add_fake_model(provider, model, fake_upstream_model(format), model_args)
             .await;
+    }
+
+    /// Adds model `model` on an existing provider, mapping to `upstream_model` (unless
+    /// `model_args` has its own `--upstream-model`), at the fake prices; waits until the edge
+    /// lists it.
+    pub async fn add_fake_model(
+        &self,
+        provider: &str,
+        model: &str,
+        upstream_model: &str,
+        model_args: &[&str],
+    ) {
+        let mut args = vec!["models", "create", model, "--provider", provider];
+        if !model_args.contains(&"--upstream-model") {
+            args.extend(["--upstream-model", upstream_model]);
+        }
+        args.extend([
+            "--input-price",
+            FAKE_INPUT_PRICE,
+            "--output-price",
+            FAKE_OUTPUT_PRICE,
+        ]);
+        args.extend_from_slice(model_args);
+        self.cp.ctl_json(&args).await;
         self.wait_model_listed(model).await;
+    }
+}
+
+/// Input price of the fake-provider models, dollars per 1M tokens (as `tollgatectl` takes it).
+const FAKE_INPUT_PRICE: &str = "0.15";
+/// Output price of the fake-provider models, dollars per 1M tokens.
+const FAKE_OUTPUT_PRICE: &str = "0.60";
+/// [`FAKE_INPUT_PRICE`] in micro-dollars per 1M tokens.
+pub const FAKE_INPUT_PRICE_MICROS: i64 = 150_000;
+/// [`FAKE_OUTPUT_PRICE`] in micro-dollars per 1M tokens.
+pub const FAKE_OUTPUT_PRICE_MICROS: i64 = 600_000;
+
+/// The Azure deployment the fake-provider models map to.
+pub const FAKE_AZURE_DEPLOYMENT: &str = "gpt4o-mini-prod";
+/// The Anthropic model the fake-provider models map to.
+pub const FAKE_ANTHROPIC_MODEL: &str = "claude-3-5-haiku-20241022";
+/// The Gemini model the fake-provider models map to.
+pub const FAKE_GEMINI_MODEL: &str = "gemini-2.0-flash";
+
+/// The upstream model (Azure: deployment) a fake-provider chat model of `format` maps to.
+pub fn fake_upstream_model(format: WireFormat) -> &'static str {
+    match format {
+        WireFormat::OpenAi => FAKE_UPSTREAM_MODEL,
+        WireFormat::AzureOpenAi => FAKE_AZURE_DEPLOYMENT,
+        WireFormat::Anthropic => FAKE_ANTHROPIC_MODEL,
+        WireFormat::Gemini => FAKE_GEMINI_MODEL,
+    }
+}
+
+/// The upstream embeddings model (Azure: deployment) of `format`; Anthropic has none.
+pub fn fake_embedding_model(format: WireFormat) -> Option<&'static str> {
+    match format {
+        WireFormat::OpenAi => Some("text-embedding-3-small"),
+        WireFormat::AzureOpenAi => Some("embed-small-prod"),
+        WireFormat::Gemini => Some("text-embedding-004"),
+        WireFormat::Anthropic => None,
     }
 }
