@@ -108,7 +108,7 @@ async fn first_token_timeout_before_the_headers_is_a_504_naming_the_phase() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn first_token_timeout_after_the_headers_ends_the_stream_with_an_error_event() {
+async fn first_token_timeout_after_the_upstreams_headers_is_still_a_504() {
     let (stack, fake) =
         stack_with(WireFormat::Anthropic, &["--first-token-timeout-ms", "300"]).await;
     fake.set_behavior(Behavior::FirstEventDelay(STALL));
@@ -121,7 +121,17 @@ async fn first_token_timeout_after_the_headers_ends_the_stream_with_an_error_eve
         )
         .await
         .unwrap();
-    assert_timeout_event(&reply, "first_token");
+    // The edge holds its own headers until the first output, so the client gets a status.
+    assert_eq!(reply.status, 504, "{}", reply.raw);
+    assert_eq!(
+        reply.header("x-tollgate-timeout-phase"),
+        Some("first_token")
+    );
+    let body: serde_json::Value = serde_json::from_str(&reply.raw).unwrap();
+    assert_eq!(
+        body["error"]["code"], "upstream_first_token_timeout",
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
