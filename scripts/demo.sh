@@ -197,13 +197,15 @@ up() {
 
   local chat_body='{"model":"mock-small","messages":[{"role":"user","content":"Hello, Tollgate!"}]}'
   local stream_body='{"model":"mock-small","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Hello, Tollgate!"}]}'
+  local embed_body='{"model":"mock-embed","input":["first text","second text"],"dimensions":8}'
+  local messages_body='{"model":"mock-small","max_tokens":64,"messages":[{"role":"user","content":"Hello, Tollgate!"}]}'
   cat <<EOF
 
 Tollgate demo is running.
   control plane (gRPC)  $control_plane_url   log: .tollgate-demo/cp.log
   edge (HTTP)           $edge_url    log: .tollgate-demo/edge.log
 
-Virtual key (model mock-small / mock-large, built-in mock provider, no real API key needed):
+Virtual key (models mock-small / mock-large / mock-embed, built-in mock provider, no real API key needed):
   $key
 
 Admin CLI:
@@ -222,24 +224,42 @@ Streaming:
     -H 'Authorization: Bearer $key' -H 'Content-Type: application/json' \\
     -d '$stream_body'
 
+Embeddings:
+  curl -s $edge_url/v1/embeddings \\
+    -H 'Authorization: Bearer $key' -H 'Content-Type: application/json' \\
+    -d '$embed_body'
+
+Anthropic Messages API:
+  curl -s $edge_url/v1/messages \\
+    -H 'x-api-key: $key' -H 'anthropic-version: 2023-06-01' -H 'Content-Type: application/json' \\
+    -d '$messages_body'
+
 Stop:  scripts/demo.sh stop
 
 EOF
 
-  log "sending one chat completion through the edge"
+  demo_request "one chat completion" /v1/chat/completions "Authorization: Bearer $key" "$chat_body"
+  demo_request "one embeddings request" /v1/embeddings "Authorization: Bearer $key" "$embed_body"
+  demo_request "one Anthropic Messages request" /v1/messages "x-api-key: $key" "$messages_body"
+}
+
+# Sends one request through the edge, prints the answer, and fails the demo unless it is a 200.
+demo_request() {
+  local what=$1 path=$2 auth_header=$3 request_body=$4
+  log "sending $what through the edge"
   local response status body
-  response=$(curl -sS -w '\n%{http_code}' "$edge_url/v1/chat/completions" \
-    -H "Authorization: Bearer $key" -H 'Content-Type: application/json' \
-    -d "$chat_body") || {
+  response=$(curl -sS -w '\n%{http_code}' "$edge_url$path" \
+    -H "$auth_header" -H 'Content-Type: application/json' -H 'anthropic-version: 2023-06-01' \
+    -d "$request_body") || {
     show_logs
-    die "the chat request failed"
+    die "$what failed"
   }
   status=${response##*$'\n'}
   body=${response%$'\n'*}
   printf '%s\n' "$body" | python3 -m json.tool 2>/dev/null || printf '%s\n' "$body"
   if [[ $status != 200 ]]; then
     show_logs
-    die "the chat request returned HTTP $status"
+    die "$what returned HTTP $status"
   fi
 }
 
