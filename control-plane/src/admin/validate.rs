@@ -101,7 +101,8 @@ pub fn base_url(value: &str) -> Result<String, AdminError> {
     let forbidden = match url.host() {
         None => return Err(AdminError::invalid("base_url", "must have a host")),
         Some(Host::Domain(domain)) => {
-            let domain = domain.to_ascii_lowercase();
+            // A trailing dot names the same host.
+            let domain = domain.trim_end_matches('.').to_ascii_lowercase();
             domain == "metadata.google.internal" || domain == "metadata"
         }
         Some(Host::Ipv4(ip)) => forbidden_ip(IpAddr::V4(ip)),
@@ -116,12 +117,17 @@ pub fn base_url(value: &str) -> Result<String, AdminError> {
     Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
+/// AWS's IPv6 instance metadata endpoint (inside the private fd00::/8 range, so it needs
+/// naming).
+const AWS_METADATA_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
+
 fn forbidden_ip(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_link_local() || v4 == Ipv4Addr::UNSPECIFIED,
         IpAddr::V6(v6) => {
             (v6.segments()[0] & 0xffc0) == 0xfe80
                 || v6 == Ipv6Addr::UNSPECIFIED
+                || v6 == AWS_METADATA_V6
                 || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_link_local())
         }
     }
@@ -303,6 +309,8 @@ mod tests {
         assert!(base_url("http://169.254.169.254/latest").is_err());
         assert!(base_url("http://[fe80::1]/v1").is_err());
         assert!(base_url("http://metadata.google.internal/").is_err());
+        assert!(base_url("http://metadata.google.internal./").is_err());
+        assert!(base_url("http://[fd00:ec2::254]/").is_err());
         assert!(base_url("ftp://example.com").is_err());
         assert!(base_url("https://user:pw@example.com").is_err());
         assert!(base_url("not a url").is_err());
