@@ -173,27 +173,29 @@ async fn embeddings_are_billed_in_the_ledger() {
         .client()
         .embeddings(
             Some(world.key()),
-            &embeddings_body(
-                &embed_model_name(WireFormat::OpenAi),
-                json!(["one two three"]),
-            ),
+            &embeddings_body(&embed_model_name(WireFormat::OpenAi), json!([WORDS_20])),
         )
         .await
         .unwrap();
     assert_eq!(reply.status, 200, "{}", reply.body);
     // The fake counts one token per word.
-    assert_eq!(reply.json()["usage"]["prompt_tokens"], 3);
+    assert_eq!(reply.json()["usage"]["prompt_tokens"], 20);
     let row = wait_for_usage(&world.stack.db, reply.request_id().unwrap()).await;
     assert_eq!(
         (row.status.as_str(), row.usage_source.as_str()),
         ("ok", "provider"),
         "{row:?}"
     );
-    assert_eq!((row.input_tokens, row.output_tokens), (3, 0), "{row:?}");
+    assert_eq!((row.input_tokens, row.output_tokens), (20, 0), "{row:?}");
+    let expected = cost_micros(20, 0, FAKE_INPUT_PRICE_MICROS, FAKE_OUTPUT_PRICE_MICROS);
+    assert!(
+        expected > 0,
+        "the input must cost something to prove billing"
+    );
     assert_eq!(
         row.cost_micros,
         Some(cost_micros(
-            3,
+            20,
             0,
             FAKE_INPUT_PRICE_MICROS,
             FAKE_OUTPUT_PRICE_MICROS
@@ -224,3 +226,7 @@ async fn embeddings_from_a_chat_only_provider_are_a_400_naming_the_model() {
     );
     assert_eq!(world.fake.request_count(), 0, "nothing was sent upstream");
 }
+
+/// Twenty words: enough input tokens that their cost is not rounded away.
+const WORDS_20: &str = "one two three four five six seven eight nine ten \
+                        eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty";

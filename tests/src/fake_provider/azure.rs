@@ -17,6 +17,9 @@ use super::wire::{Ask, Incoming, StreamBody, Wire};
 /// deployment's name).
 pub(crate) const AZURE_CHAT_MODEL: &str = "gpt-4o-mini-2024-07-18";
 
+/// The first API version that accepts `stream_options` (ISO dates compare as strings).
+const STREAM_OPTIONS_SINCE: &str = "2024-09-01";
+
 pub(crate) struct Azure;
 
 impl Wire for Azure {
@@ -44,6 +47,16 @@ impl Wire for Azure {
     }
 
     fn chat_ask(&self, request: &Incoming, body: &Value) -> Result<Ask, Response> {
+        // Azure learnt `stream_options` in 2024-09-01-preview; older versions refuse it.
+        let version = request.query("api-version").unwrap_or_default();
+        if body.get("stream_options").is_some() && version < STREAM_OPTIONS_SINCE {
+            return Err(openai::error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                None,
+                "Unrecognized request argument supplied: stream_options",
+            ));
+        }
         let mut checked = body.clone();
         // The deployment in the path names the model; a body `model` is optional.
         checked["model"] = json!(request.path_model.clone().unwrap_or_default());

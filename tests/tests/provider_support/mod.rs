@@ -12,7 +12,7 @@ use tollgate_e2e::{
 
 /// The `api-version` the Azure provider is created with (not the adapter's default, so the
 /// test proves it is passed on).
-pub const AZURE_API_VERSION: &str = "2024-06-01";
+pub const AZURE_API_VERSION: &str = "2025-04-01-preview";
 
 /// A stack plus one fake provider registered once per kind (`p-<kind>`), each with a chat
 /// model `fake-<kind>`, and a key allowed to use them all.

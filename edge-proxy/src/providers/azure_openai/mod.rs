@@ -10,6 +10,9 @@ use crate::api::chat::{ChatCompletion, ChatCompletionRequest};
 use crate::api::embeddings::{EmbeddingsRequest, EmbeddingsResponse};
 use serde_json::Value;
 
+/// The first API version that accepts `stream_options`.
+const STREAM_OPTIONS_SINCE: &str = "2024-09-01";
+
 /// The GA version current when this adapter was written; providers can pin another.
 pub const DEFAULT_API_VERSION: &str = "2024-10-21";
 
@@ -68,6 +71,13 @@ impl AzureOpenAiProvider {
             .json(body))
     }
 
+    /// Azure accepts `stream_options` (usage in streams) from API version 2024-09-01-preview
+    /// on and refuses the whole request before that. Versions are ISO dates, which compare as
+    /// strings.
+    fn accepts_stream_options(&self) -> bool {
+        self.api_version.as_str() >= STREAM_OPTIONS_SINCE
+    }
+
     fn upstream<'a>(&'a self, target: &'a ModelTarget) -> Upstream<'a> {
         Upstream {
             provider: &self.name,
@@ -102,7 +112,13 @@ impl Provider for AzureOpenAiProvider {
         target: &ModelTarget,
         request: &ChatCompletionRequest,
     ) -> Result<ChunkStream, ProviderError> {
-        let body = chat_body(target, request, CallMode::Stream)?;
+        let mut body = chat_body(target, request, CallMode::Stream)?;
+        if !self.accepts_stream_options() {
+            // Without usage in the stream the edge counts the output itself.
+            if let Some(fields) = body.as_object_mut() {
+                fields.remove("stream_options");
+            }
+        }
         let request = self.post(target, "chat/completions", &body)?;
         let call = self
             .upstream(target)
@@ -149,5 +165,45 @@ mod tests {
                 .as_str(),
             "https://example.openai.azure.com/openai/deployments/gpt4o-prod/chat/completions?api-version=2024-10-21"
         );
+    }
+
+    #[tokio::test]
+    async fn versions_before_stream_options_get_a_stream_without_them() {
+        let old = |base_url: &str| -> Box<dyn Provider> {
+            Box::new(AzureOpenAiProvider::new(
+                "az".into(),
+                base_url,
+                "2024-06-01",
+                ApiKey::new("k".into()),
+            ))
+        };
+        let request = serde_json::json!({"model": "m", "stream": true,
+            "stream_options": {"include_usage": true},
+            "messages": [{"role": "user", "content": "hi"}]});
+        let record = crate::providers::golden::chat(
+            old,
+            "dep",
+            request,
+            crate::providers::golden::UpstreamReply::sse("data: [DONE]\n\n"),
+        )
+        .await;
+        let body = &record.upstream_request.unwrap().body;
+        assert!(body.get("stream_options").is_none(), "{body}");
+        assert_eq!(body["stream"], true);
+        for (version, accepts) in [
+            ("2024-06-01", false),
+            ("2024-08-01-preview", false),
+            ("2024-09-01-preview", true),
+            ("2024-10-21", true),
+            ("2025-04-01-preview", true),
+        ] {
+            let provider = AzureOpenAiProvider::new(
+                "az".into(),
+                "https://x.example",
+                version,
+                ApiKey::new(String::new()),
+            );
+            assert_eq!(provider.accepts_stream_options(), accepts, "{version}");
+        }
     }
 }
