@@ -174,6 +174,11 @@ pub fn parse(text: &str) -> Result<Snapshot, FileConfigError> {
                     "provider '{name}': base_url must be http or https"
                 )));
             }
+            if crate::providers::resolver::names_forbidden_address(&url) {
+                return Err(invalid(format!(
+                    "provider '{name}': base_url must not be a link-local or cloud metadata address"
+                )));
+            }
             Ok(HttpEndpoint { base_url, api_key })
         };
         let kind = match provider.kind.as_str() {
@@ -502,6 +507,13 @@ mod tests {
         }
         let mock = parse("[[providers]]\nname='m'\nkind='mock'\napi_version='1'\n");
         assert!(mock.is_err());
+    }
+
+    #[test]
+    fn a_metadata_address_is_refused_as_a_base_url() {
+        let text = "[[providers]]\nname='p'\nkind='openai'\nbase_url='http://169.254.169.254/v1'\n";
+        let err = parse(text).unwrap_err().to_string();
+        assert!(err.contains("link-local or cloud metadata"), "{err}");
     }
 
     #[test]

@@ -469,6 +469,13 @@ impl TryFrom<pb::SnapshotProvider> for ProviderConfig {
                     "base URL must be http or https",
                 ));
             }
+            if crate::providers::resolver::names_forbidden_address(&url) {
+                return Err(invalid(
+                    "provider",
+                    &wire.name,
+                    "base URL must not be a link-local or cloud metadata address",
+                ));
+            }
             Ok(HttpEndpoint {
                 base_url: wire.base_url.clone(),
                 api_key: wire.api_key.clone(),

@@ -34,6 +34,7 @@ impl HttpClients {
             // host, and a redirect could reach addresses the base-URL policy refuses. A 3xx is
             // an upstream error instead.
             .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(std::sync::Arc::new(super::resolver::GuardedResolver))
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)
             .build()?;

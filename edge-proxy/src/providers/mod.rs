@@ -12,6 +12,7 @@ pub mod gemini;
 pub mod golden;
 pub mod mock;
 pub mod openai;
+pub mod resolver;
 pub mod secret;
 pub mod sse;
 pub mod transport;
