@@ -114,8 +114,9 @@ fn limit_kind_and_code(exceeded: &LimitExceeded) -> (&'static str, &'static str,
 }
 
 /// A timeout is a 504; an upstream's verdict that the request itself is bad (400, 413, 422) is
-/// the client's 400 and its 429 the client's 429 (with its Retry-After), so clients neither
-/// retry hopeless requests nor hammer a throttled upstream; anything else is the gateway's 502.
+/// the client's 400, its 429 the client's 429 (with its Retry-After) and its overload a 503, so
+/// clients neither retry hopeless requests nor hammer a throttled upstream; anything else is the
+/// gateway's 502.
 fn provider_status(err: &ProviderError) -> StatusCode {
     match err {
         ProviderError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -123,6 +124,8 @@ fn provider_status(err: &ProviderError) -> StatusCode {
         ProviderError::UpstreamStatus { status, .. } => match status {
             400 | 413 | 422 => StatusCode::BAD_REQUEST,
             429 => StatusCode::TOO_MANY_REQUESTS,
+            // Overloaded (Anthropic's 529, anyone's 503): worth retrying later, as a 503 says.
+            503 | 529 => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_GATEWAY,
         },
         ProviderError::Unreachable { .. }
@@ -144,6 +147,7 @@ fn provider_code(err: &ProviderError) -> &'static str {
         ProviderError::UpstreamStatus { status, .. } => match status {
             400 | 413 | 422 => "upstream_invalid_request",
             429 => "upstream_rate_limited",
+            503 | 529 => "upstream_overloaded",
             _ => "upstream_error",
         },
         ProviderError::InvalidResponse { .. } | ProviderError::StreamInterrupted { .. } => {
@@ -408,6 +412,16 @@ mod tests {
                 }),
                 429,
                 "upstream_rate_limited",
+            ),
+            (
+                GatewayError::Provider(ProviderError::UpstreamStatus {
+                    provider: "p".into(),
+                    status: 529,
+                    message: "Overloaded".into(),
+                    retry_after_secs: None,
+                }),
+                503,
+                "upstream_overloaded",
             ),
             (
                 GatewayError::Provider(ProviderError::UpstreamStatus {
