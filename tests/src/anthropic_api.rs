@@ -2,13 +2,10 @@
 //! `anthropic-version`), and assertions on Anthropic's wire shapes: the message JSON, the
 //! error JSON and the SSE event sequence.
 
-use std::pin::pin;
-
-use futures::StreamExt as _;
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use serde_json::{Value, json};
 
-use crate::gateway_client::{GatewayClient, HttpReply, buffer};
+use crate::gateway_client::{GatewayClient, HttpReply, StreamedBody, buffer};
 
 /// The `anthropic-version` the tests send, as Anthropic's SDKs do.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -67,28 +64,13 @@ impl GatewayClient {
         body: &Value,
     ) -> anyhow::Result<AnthropicStream> {
         let response = self.messages_request(key, body).send().await?;
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let mut bytes = Vec::new();
-        let mut transport_error = None;
-        let mut stream = pin!(response.bytes_stream());
-        while let Some(item) = stream.next().await {
-            match item {
-                Ok(chunk) => bytes.extend_from_slice(&chunk),
-                Err(error) => {
-                    transport_error = Some(format!("{:#}", anyhow::Error::from(error)));
-                    break;
-                }
-            }
-        }
-        let raw = String::from_utf8_lossy(&bytes).into_owned();
-        let events = named_events(&raw);
+        let body = StreamedBody::read(response).await;
         Ok(AnthropicStream {
-            status,
-            headers,
-            raw,
-            events,
-            transport_error,
+            events: named_events(&body.raw),
+            status: body.status,
+            headers: body.headers,
+            raw: body.raw,
+            transport_error: body.transport_error,
         })
     }
 }

@@ -112,6 +112,39 @@ impl HttpReply {
 
 /// A server-sent-events response read to its end (or to the transport error that cut it).
 #[derive(Debug, Clone)]
+/// A streamed response read to its end, or to the transport error that cut it.
+pub(crate) struct StreamedBody {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub raw: String,
+    pub transport_error: Option<String>,
+}
+
+impl StreamedBody {
+    pub async fn read(response: reqwest::Response) -> StreamedBody {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let mut bytes = Vec::new();
+        let mut transport_error = None;
+        let mut stream = pin!(response.bytes_stream());
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(chunk) => bytes.extend_from_slice(&chunk),
+                Err(error) => {
+                    transport_error = Some(format!("{:#}", anyhow::Error::from(error)));
+                    break;
+                }
+            }
+        }
+        StreamedBody {
+            status,
+            headers,
+            raw: String::from_utf8_lossy(&bytes).into_owned(),
+            transport_error,
+        }
+    }
+}
+
 pub struct SseReply {
     pub status: u16,
     pub headers: HeaderMap,
@@ -470,28 +503,13 @@ impl GatewayClient {
     /// POST /v1/chat/completions and read the response as server-sent events, to the end.
     pub async fn chat_stream(&self, key: Option<&str>, body: &Value) -> anyhow::Result<SseReply> {
         let response = self.chat_request(key, body.to_string()).send().await?;
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let mut bytes = Vec::new();
-        let mut transport_error = None;
-        let mut stream = pin!(response.bytes_stream());
-        while let Some(item) = stream.next().await {
-            match item {
-                Ok(chunk) => bytes.extend_from_slice(&chunk),
-                Err(error) => {
-                    transport_error = Some(format!("{:#}", anyhow::Error::from(error)));
-                    break;
-                }
-            }
-        }
-        let raw = String::from_utf8_lossy(&bytes).into_owned();
-        let events = sse_data_events(&raw);
+        let body = StreamedBody::read(response).await;
         Ok(SseReply {
-            status,
-            headers,
-            raw,
-            events,
-            transport_error,
+            events: sse_data_events(&body.raw),
+            status: body.status,
+            headers: body.headers,
+            raw: body.raw,
+            transport_error: body.transport_error,
         })
     }
 

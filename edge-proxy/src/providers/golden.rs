@@ -97,6 +97,43 @@ pub struct GoldenRecord {
     pub client_result: ClientResult,
 }
 
+impl GoldenRecord {
+    /// The client's response, or a panic naming what came instead.
+    pub fn response(&self) -> &Value {
+        match &self.client_result {
+            ClientResult::Response(value) => value,
+            other => panic!("expected a response, got {other:?}"),
+        }
+    }
+
+    /// The client's chunks and the error that ended the stream, if any.
+    pub fn stream(&self) -> (&[Value], Option<&Value>) {
+        match &self.client_result {
+            ClientResult::Stream { chunks, error } => (chunks, error.as_ref()),
+            other => panic!("expected a stream, got {other:?}"),
+        }
+    }
+
+    /// The client's error status and body.
+    pub fn error(&self) -> (u16, &Value) {
+        match &self.client_result {
+            ClientResult::Error { status, body } => (*status, body),
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+}
+
+/// Snapshots a record as `<name>.snap` beside the calling test (named after the pair and case,
+/// not the module path). A macro so insta files the snapshot next to the caller.
+macro_rules! golden_snapshot {
+    ($name:expr, $record:expr) => {
+        insta::with_settings!({prepend_module_to_snapshot => false, omit_expression => true}, {
+            insta::assert_yaml_snapshot!($name, $record);
+        })
+    };
+}
+pub(crate) use golden_snapshot;
+
 const MEANINGFUL_HEADERS: &[&str] = &[
     "authorization",
     "x-api-key",

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequest, Path, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -70,6 +70,24 @@ struct Raw {
     body: Bytes,
 }
 
+/// Every handler takes the whole request this way (the body last, as axum requires).
+impl<S: Send + Sync> FromRequest<S> for Raw {
+    type Rejection = Response;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Response> {
+        let (parts, body) = request.into_parts();
+        let body = Bytes::from_request(axum::extract::Request::new(body), state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(Raw {
+            method: parts.method,
+            uri: parts.uri,
+            headers: parts.headers,
+            body,
+        })
+    }
+}
+
 impl Raw {
     fn path(&self) -> String {
         self.uri
@@ -96,36 +114,12 @@ impl Raw {
     }
 }
 
-async fn openai_chat(
-    State(shared): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let raw = Raw {
-        method,
-        uri,
-        headers,
-        body,
-    };
+async fn openai_chat(State(shared): State<Arc<Shared>>, raw: Raw) -> Response {
     let incoming = raw.incoming(None, "chat");
     handle(shared, &OpenAi, incoming, raw).await
 }
 
-async fn openai_embeddings(
-    State(shared): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let raw = Raw {
-        method,
-        uri,
-        headers,
-        body,
-    };
+async fn openai_embeddings(State(shared): State<Arc<Shared>>, raw: Raw) -> Response {
     let incoming = raw.incoming(None, "embeddings");
     handle(shared, &OpenAi, incoming, raw).await
 }
@@ -133,17 +127,8 @@ async fn openai_embeddings(
 async fn azure_chat(
     State(shared): State<Arc<Shared>>,
     Path(deployment): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    raw: Raw,
 ) -> Response {
-    let raw = Raw {
-        method,
-        uri,
-        headers,
-        body,
-    };
     let incoming = raw.incoming(Some(deployment), "chat");
     handle(shared, &Azure, incoming, raw).await
 }
@@ -151,34 +136,13 @@ async fn azure_chat(
 async fn azure_embeddings(
     State(shared): State<Arc<Shared>>,
     Path(deployment): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    raw: Raw,
 ) -> Response {
-    let raw = Raw {
-        method,
-        uri,
-        headers,
-        body,
-    };
     let incoming = raw.incoming(Some(deployment), "embeddings");
     handle(shared, &Azure, incoming, raw).await
 }
 
-async fn anthropic_messages(
-    State(shared): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let raw = Raw {
-        method,
-        uri,
-        headers,
-        body,
-    };
+async fn anthropic_messages(State(shared): State<Arc<Shared>>, raw: Raw) -> Response {
     let incoming = raw.incoming(None, "chat");
     handle(shared, &Anthropic, incoming, raw).await
 }
@@ -187,17 +151,8 @@ async fn anthropic_messages(
 async fn gemini_method(
     State(shared): State<Arc<Shared>>,
     Path(model_method): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    raw: Raw,
 ) -> Response {
-    let raw = Raw {
-        method,
-        uri,
-        headers,
-        body,
-    };
     let known = [
         "generateContent",
         "streamGenerateContent",
@@ -220,19 +175,7 @@ async fn gemini_method(
     }
 }
 
-async fn not_found(
-    State(shared): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let raw = Raw {
-        method,
-        uri,
-        headers,
-        body,
-    };
+async fn not_found(State(shared): State<Arc<Shared>>, raw: Raw) -> Response {
     record(&shared, &raw);
     openai::error(
         StatusCode::NOT_FOUND,

@@ -30,13 +30,7 @@ async fn run(client_request: Value, reply: UpstreamReply) -> GoldenRecord {
 }
 
 /// Snapshot files are named after the case alone (`anthropic__text.snap`), not the module path.
-macro_rules! golden {
-    ($name:literal, $record:expr) => {
-        insta::with_settings!({ prepend_module_to_snapshot => false }, {
-            insta::assert_yaml_snapshot!($name, $record);
-        })
-    };
-}
+use crate::providers::golden::golden_snapshot as golden;
 
 #[tokio::test]
 async fn text() {

@@ -8,7 +8,7 @@
 
 use super::AzureOpenAiProvider;
 use crate::providers::Provider;
-use crate::providers::golden::{self, ClientResult, GoldenRecord, UpstreamReply};
+use crate::providers::golden::{self, GoldenRecord, UpstreamReply, golden_snapshot};
 use crate::providers::openai::golden_cases as cases;
 use crate::providers::secret::ApiKey;
 use serde_json::Value;
@@ -48,30 +48,7 @@ async fn chat(case: &str, request: Value, reply: UpstreamReply) -> GoldenRecord 
 }
 
 fn snapshot(case: &str, record: &GoldenRecord) {
-    insta::with_settings!({prepend_module_to_snapshot => false, omit_expression => true}, {
-        insta::assert_yaml_snapshot!(format!("azure_openai__{case}"), record);
-    });
-}
-
-fn response(record: &GoldenRecord) -> &Value {
-    match &record.client_result {
-        ClientResult::Response(value) => value,
-        other => panic!("expected a response, got {other:?}"),
-    }
-}
-
-fn stream(record: &GoldenRecord) -> (&[Value], Option<&Value>) {
-    match &record.client_result {
-        ClientResult::Stream { chunks, error } => (chunks, error.as_ref()),
-        other => panic!("expected a stream, got {other:?}"),
-    }
-}
-
-fn error(record: &GoldenRecord) -> (u16, &Value) {
-    match &record.client_result {
-        ClientResult::Error { status, body } => (*status, body),
-        other => panic!("expected an error, got {other:?}"),
-    }
+    golden_snapshot!(format!("azure_openai__{case}"), record);
 }
 
 /// Every chunk of a stream carries the stream's id: no Azure annotation leaks through.
@@ -94,7 +71,7 @@ async fn text_goes_to_the_deployment_with_the_api_key_header() {
     .await;
     let body = &record.upstream_request.as_ref().unwrap().body;
     assert_eq!(body["model"], DEPLOYMENT);
-    let response = response(&record);
+    let response = record.response();
     assert_eq!(
         response["choices"][0]["message"]["content"],
         "Hello! How can I help you today?"
@@ -139,7 +116,7 @@ async fn tool_call_comes_back_with_its_arguments() {
     let body = &record.upstream_request.as_ref().unwrap().body;
     assert_eq!(body["tools"], cases::tool_call()["tools"]);
     assert_eq!(
-        response(&record)["choices"][0]["finish_reason"],
+        record.response()["choices"][0]["finish_reason"],
         "tool_calls"
     );
 }
@@ -152,7 +129,7 @@ async fn streamed_tool_call_deltas_arrive_without_the_prompt_filter_event() {
         UpstreamReply::sse(&azure("tool_call_stream.sse")),
     )
     .await;
-    let (chunks, error) = stream(&record);
+    let (chunks, error) = record.stream();
     assert!(error.is_none());
     assert_one_identity(chunks);
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
@@ -200,7 +177,7 @@ async fn a_prompt_blocked_by_the_content_filter_is_the_clients_400() {
         UpstreamReply::error(400, &azure("error_400_content_filter.json")),
     )
     .await;
-    let (status, body) = error(&record);
+    let (status, body) = record.error();
     assert_eq!(status, 400);
     let message = body["error"]["message"].as_str().unwrap();
     assert!(message.contains("content management policy"), "{message}");
@@ -214,7 +191,7 @@ async fn upstream_401_never_repeats_the_upstream_body_or_the_key() {
         UpstreamReply::error(401, &azure("error_401.json")),
     )
     .await;
-    let (status, body) = error(&record);
+    let (status, body) = record.error();
     assert_eq!(status, 502);
     let text = body.to_string();
     assert!(
@@ -231,7 +208,7 @@ async fn a_missing_deployment_is_a_502_naming_it() {
         UpstreamReply::error(404, &azure("error_404_deployment.json")),
     )
     .await;
-    let (status, body) = error(&record);
+    let (status, body) = record.error();
     assert_eq!(status, 502);
     let message = body["error"]["message"].as_str().unwrap();
     assert!(message.contains("deployment"), "{message}");
@@ -242,7 +219,7 @@ async fn upstream_429_is_the_clients_429() {
     let mut reply = UpstreamReply::error(429, &azure("error_429.json"));
     reply.headers.push(("retry-after", "6"));
     let record = chat("error_429", cases::text(), reply).await;
-    let (status, body) = error(&record);
+    let (status, body) = record.error();
     assert_eq!(status, 429);
     assert_eq!(body["error"]["code"], "upstream_rate_limited");
 }
@@ -255,7 +232,7 @@ async fn upstream_500_is_a_502() {
         UpstreamReply::error(500, &azure("error_500.json")),
     )
     .await;
-    assert_eq!(error(&record).0, 502);
+    assert_eq!(record.error().0, 502);
 }
 
 #[tokio::test]
@@ -268,7 +245,7 @@ async fn stream_usage_keeps_cached_prompt_tokens_and_drops_the_prompt_filter_eve
     .await;
     let body = &record.upstream_request.as_ref().unwrap().body;
     assert_eq!(body["stream_options"]["include_usage"], true);
-    let (chunks, error) = stream(&record);
+    let (chunks, error) = record.stream();
     assert!(error.is_none());
     assert_one_identity(chunks);
     let usage = &chunks.last().unwrap()["usage"];
@@ -284,7 +261,7 @@ async fn asynchronous_filtering_ends_the_choice_with_content_filter() {
         UpstreamReply::sse(&azure("async_filter_stream.sse")),
     )
     .await;
-    let (chunks, error) = stream(&record);
+    let (chunks, error) = record.stream();
     assert!(error.is_none());
     assert_one_identity(chunks);
     let finishes: Vec<&Value> = chunks
@@ -304,7 +281,7 @@ async fn a_stream_closed_before_done_ends_with_an_error_after_its_chunks() {
         UpstreamReply::sse(&openai("stream_cut.sse")),
     )
     .await;
-    let (chunks, error) = stream(&record);
+    let (chunks, error) = record.stream();
     assert_eq!(chunks.len(), 4);
     assert!(error.is_some());
 }
@@ -317,7 +294,7 @@ async fn a_malformed_chunk_ends_the_stream_with_an_error() {
         UpstreamReply::sse(&openai("malformed_chunk.sse")),
     )
     .await;
-    let (chunks, error) = stream(&record);
+    let (chunks, error) = record.stream();
     assert_eq!(chunks.len(), 2);
     assert_eq!(error.unwrap()["error"]["code"], "upstream_error");
 }
@@ -356,5 +333,5 @@ async fn embeddings_go_to_the_embedding_deployment_as_floats() {
     assert_eq!(upstream.headers["api-key"], KEY);
     assert!(!upstream.headers.contains_key("authorization"));
     assert_eq!(upstream.body["encoding_format"], "float");
-    assert_eq!(response(&record)["usage"]["prompt_tokens"], 5);
+    assert_eq!(record.response()["usage"]["prompt_tokens"], 5);
 }

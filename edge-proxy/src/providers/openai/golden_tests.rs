@@ -8,7 +8,7 @@
 use super::OpenAiProvider;
 use super::golden_cases as cases;
 use crate::providers::Provider;
-use crate::providers::golden::{self, ClientResult, GoldenRecord, UpstreamReply};
+use crate::providers::golden::{self, GoldenRecord, UpstreamReply, golden_snapshot};
 use crate::providers::secret::ApiKey;
 use serde_json::Value;
 
@@ -49,30 +49,7 @@ async fn chat(case: &str, request: Value, reply: UpstreamReply) -> GoldenRecord 
 }
 
 fn snapshot(case: &str, record: &GoldenRecord) {
-    insta::with_settings!({prepend_module_to_snapshot => false, omit_expression => true}, {
-        insta::assert_yaml_snapshot!(format!("openai__{case}"), record);
-    });
-}
-
-fn response(record: &GoldenRecord) -> &Value {
-    match &record.client_result {
-        ClientResult::Response(value) => value,
-        other => panic!("expected a response, got {other:?}"),
-    }
-}
-
-fn stream(record: &GoldenRecord) -> (&[Value], Option<&Value>) {
-    match &record.client_result {
-        ClientResult::Stream { chunks, error } => (chunks, error.as_ref()),
-        other => panic!("expected a stream, got {other:?}"),
-    }
-}
-
-fn error(record: &GoldenRecord) -> (u16, &Value) {
-    match &record.client_result {
-        ClientResult::Error { status, body } => (*status, body),
-        other => panic!("expected an error, got {other:?}"),
-    }
+    golden_snapshot!(format!("openai__{case}"), record);
 }
 
 #[tokio::test]
@@ -81,7 +58,7 @@ async fn text_passes_through() {
     let upstream = record.upstream_request.as_ref().unwrap();
     assert!(upstream.body.get("stream").is_none());
     assert_eq!(
-        response(&record)["choices"][0]["message"]["content"],
+        record.response()["choices"][0]["message"]["content"],
         "Hello! How can I help you today?"
     );
 }
@@ -122,7 +99,7 @@ async fn tool_call_comes_back_with_its_arguments() {
     .await;
     let body = &record.upstream_request.as_ref().unwrap().body;
     assert_eq!(body["tools"], cases::tool_call()["tools"]);
-    let choice = &response(&record)["choices"][0];
+    let choice = &record.response()["choices"][0];
     assert_eq!(choice["finish_reason"], "tool_calls");
     assert_eq!(
         choice["message"]["tool_calls"][0]["function"]["name"],
@@ -153,7 +130,7 @@ async fn streamed_tool_call_deltas_all_arrive_in_order() {
         sse_reply("tool_call_stream.sse"),
     )
     .await;
-    let (chunks, error) = stream(&record);
+    let (chunks, error) = record.stream();
     assert!(error.is_none());
     let mut arguments = [String::new(), String::new()];
     for chunk in chunks {
@@ -229,7 +206,7 @@ async fn upstream_400_is_the_clients_400_with_the_upstream_message() {
         error_reply(400, "error_400.json"),
     )
     .await;
-    let (status, body) = error(&record);
+    let (status, body) = record.error();
     assert_eq!(status, 400);
     assert_eq!(body["error"]["code"], "upstream_invalid_request");
     let message = body["error"]["message"].as_str().unwrap();
@@ -244,7 +221,7 @@ async fn upstream_401_never_repeats_the_upstream_body_or_the_key() {
         error_reply(401, "error_401.json"),
     )
     .await;
-    let (status, body) = error(&record);
+    let (status, body) = record.error();
     assert_eq!(status, 502);
     let text = body.to_string();
     assert!(
@@ -258,7 +235,7 @@ async fn upstream_429_is_the_clients_429() {
     let mut reply = error_reply(429, "error_429.json");
     reply.headers.push(("retry-after", "20"));
     let record = chat("error_429", cases::text(), reply).await;
-    let (status, body) = error(&record);
+    let (status, body) = record.error();
     assert_eq!(status, 429);
     assert_eq!(body["error"]["code"], "upstream_rate_limited");
 }
@@ -271,7 +248,7 @@ async fn upstream_500_is_a_502() {
         error_reply(500, "error_500.json"),
     )
     .await;
-    let (status, body) = error(&record);
+    let (status, body) = record.error();
     assert_eq!(status, 502);
     assert_eq!(body["error"]["code"], "upstream_error");
 }
@@ -287,7 +264,7 @@ async fn streams_always_ask_the_upstream_for_usage() {
     let body = &record.upstream_request.as_ref().unwrap().body;
     assert_eq!(body["stream"], true);
     assert_eq!(body["stream_options"]["include_usage"], true);
-    let (chunks, error) = stream(&record);
+    let (chunks, error) = record.stream();
     assert!(error.is_none());
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
     assert_eq!(chunks.last().unwrap()["choices"], serde_json::json!([]));
@@ -301,7 +278,7 @@ async fn stream_usage_keeps_cached_prompt_tokens() {
         sse_reply("usage_stream.sse"),
     )
     .await;
-    let (chunks, _) = stream(&record);
+    let (chunks, _) = record.stream();
     let usage = &chunks.last().unwrap()["usage"];
     assert_eq!(usage["prompt_tokens"], 2006);
     assert_eq!(usage["prompt_tokens_details"]["cached_tokens"], 1920);
@@ -315,7 +292,7 @@ async fn a_stream_closed_before_done_ends_with_an_error_after_its_chunks() {
         sse_reply("stream_cut.sse"),
     )
     .await;
-    let (chunks, error) = stream(&record);
+    let (chunks, error) = record.stream();
     assert_eq!(chunks.len(), 4);
     let error = error.unwrap();
     assert!(
@@ -335,7 +312,7 @@ async fn a_malformed_chunk_ends_the_stream_with_an_error() {
         sse_reply("malformed_chunk.sse"),
     )
     .await;
-    let (chunks, error) = stream(&record);
+    let (chunks, error) = record.stream();
     assert_eq!(chunks.len(), 2);
     assert_eq!(error.unwrap()["error"]["code"], "upstream_error");
 }
@@ -360,7 +337,7 @@ async fn unknown_fields_pass_through_both_ways() {
     ] {
         assert_eq!(body[field], cases::unknown_fields()[field], "{field}");
     }
-    let response = response(&record);
+    let response = record.response();
     assert_eq!(response["x_upstream_trace"]["queue_ms"], 12);
     assert_eq!(response["service_tier"], "default");
 }
@@ -380,7 +357,7 @@ async fn embeddings_ask_the_upstream_for_floats() {
     assert_eq!(upstream.body["encoding_format"], "float");
     assert_eq!(upstream.body["model"], "text-embedding-3-small");
     assert_eq!(upstream.body["dimensions"], 8);
-    let response = response(&record);
+    let response = record.response();
     assert_eq!(response["data"].as_array().unwrap().len(), 2);
     assert_eq!(response["usage"]["prompt_tokens"], 11);
 }
