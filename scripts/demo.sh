@@ -128,7 +128,11 @@ wait_for() {
   shift 3
   local deadline=$((SECONDS + ready_timeout_secs))
   until "$@"; do
-    runs_binary "$(<"$state_dir/$pid_name.pid")" "$binary" || {
+    # Liveness only: right after the spawn the child may not have exec'd the binary yet (its
+    # cmdline is still the shell's), so checking the name here would race.
+    local pid
+    pid=$(<"$state_dir/$pid_name.pid")
+    kill -0 "$pid" 2>/dev/null || {
       show_logs
       die "$binary exited before $what"
     }
