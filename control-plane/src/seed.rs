@@ -5,7 +5,7 @@
 
 use crate::admin::audit::{self, AuditEntry};
 use crate::error::AdminError;
-use crate::limits::{Metric, ScopeKind};
+use crate::limits::{Level, Metric};
 use crate::secrets::{self, JOIN_TOKEN_PREFIX, VIRTUAL_KEY_PREFIX};
 use serde::Serialize;
 use sqlx::PgPool;
@@ -112,7 +112,7 @@ pub async fn seed_demo(pool: &PgPool) -> Result<DemoSeed, AdminError> {
            SELECT $1, $2, $3, l.metric, l.limit_value
            FROM UNNEST($4::text[], $5::bigint[]) AS l(metric, limit_value)
            ON CONFLICT (scope_kind, scope_id, metric) DO NOTHING"#,
-        ScopeKind::Team.as_str(),
+        Level::Team.as_str(),
         team_id,
         org_id,
         &metrics,

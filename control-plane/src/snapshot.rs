@@ -6,7 +6,7 @@
 
 use crate::crypto::MasterKey;
 use crate::error::AdminError;
-use crate::limits::ScopeKind;
+use crate::limits::Level;
 use crate::limits::policy::{self, LimitFilter};
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
@@ -208,7 +208,7 @@ async fn snapshot_limits(
         .await?
         .into_iter()
         .filter(|limit| {
-            limit.scope.kind != ScopeKind::Key
+            limit.scope.kind != Level::Key
                 || live_keys.contains(limit.scope.id.to_string().as_str())
         })
         .map(|limit| pb::SnapshotLimit {

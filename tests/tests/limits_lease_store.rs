@@ -17,7 +17,7 @@ use tollgate_control_plane::limits::lease::{LeaseClaim, LeaseGrant, LeaseRequest
 use tollgate_control_plane::limits::metrics::Metrics;
 use tollgate_control_plane::limits::service::LeaseService;
 use tollgate_control_plane::limits::store::{LeaseOutcome, process_lease};
-use tollgate_control_plane::limits::{Metric, ScopeKind};
+use tollgate_control_plane::limits::{Level, Metric};
 use tollgate_e2e::TestDb;
 use tollgate_proto::v1 as pb;
 use uuid::Uuid;
@@ -109,7 +109,7 @@ impl World {
         .await
         .unwrap();
         LimitKey {
-            scope: ScopeKind::Team,
+            scope: Level::Team,
             scope_id: self.team,
             metric,
         }
@@ -256,7 +256,7 @@ async fn limits_lease_unknown_limit_gets_no_grant() {
         .team_limit(Metric::RequestsPerMinute, 10, 80, 100)
         .await;
     let unlimited = LimitKey {
-        scope: ScopeKind::Project,
+        scope: Level::Project,
         scope_id: world.project,
         metric: Metric::RequestsPerMinute,
     };

@@ -3,12 +3,13 @@
 
 use super::AdminApi;
 use super::audit::{self, AuditEntry};
-use super::provider_kind::ProviderKind;
+use super::provider_kind;
 use super::validate::{self, ModelTimeouts};
 use crate::error::{AdminError, conflict_as};
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::PgConnection;
 use std::collections::HashMap;
+use tollgate_contract::DEFAULT_MAX_OUTPUT_TOKENS;
 use tollgate_proto::v1 as pb;
 use uuid::Uuid;
 
@@ -16,8 +17,6 @@ const MAX_TIMEOUT_MS: u32 = 3_600_000;
 const MAX_MOCK_LATENCY_MS: u32 = 600_000;
 const MAX_MOCK_OUTPUT_TOKENS: u32 = 1_000_000;
 const MAX_MOCK_CHUNK_INTERVAL_MS: u32 = 60_000;
-/// Output cap assumed for a model when the request sets none (`max_output_tokens` 0).
-pub const DEFAULT_MAX_OUTPUT_TOKENS: u32 = 4096;
 /// Far above any real model's output window; catches unit mistakes.
 const MAX_MAX_OUTPUT_TOKENS: u32 = 10_000_000;
 
@@ -28,10 +27,10 @@ impl AdminApi {
         request: pb::CreateProviderRequest,
     ) -> Result<pb::Provider, AdminError> {
         let name = validate::entity_name("name", &request.name)?;
-        let kind = ProviderKind::parse(&request.kind)?;
-        let base_url = kind.base_url(&request.base_url)?;
-        let api_version = kind.api_version(&request.api_version)?;
-        kind.check_api_key(&request.api_key)?;
+        let kind = provider_kind::parse(&request.kind)?;
+        let base_url = provider_kind::base_url(kind, &request.base_url)?;
+        let api_version = provider_kind::api_version(kind, &request.api_version)?;
+        provider_kind::check_api_key(kind, &request.api_key)?;
         let timeout_ms = validate::bounded(
             "request_timeout_ms",
             request.request_timeout_ms,

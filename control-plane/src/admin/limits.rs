@@ -13,7 +13,7 @@ use crate::error::AdminError;
 use crate::limits::policy::{self, ConfiguredLimit, LimitFilter, Scope, ScopeNames};
 use crate::limits::status::{self, LimitUse};
 use crate::limits::{
-    DEFAULT_HARD_THRESHOLD_PCT, DEFAULT_SOFT_THRESHOLD_PCT, Metric, ScopeKind, Window,
+    DEFAULT_HARD_THRESHOLD_PCT, DEFAULT_SOFT_THRESHOLD_PCT, Level, Metric, Window,
 };
 use crate::snapshot::unix_ms_or_zero;
 use sqlx::PgConnection;
@@ -120,15 +120,11 @@ async fn resolve_scope(conn: &mut PgConnection, spec: ScopeSpec<'_>) -> Result<S
     let (kind, id, org_id) = match spec {
         ScopeSpec::Org { org } => {
             let id = org_id(conn, org).await?;
-            (ScopeKind::Org, id, id)
+            (Level::Org, id, id)
         }
         ScopeSpec::Team { org, team } => {
             let org_id = org_id(conn, org).await?;
-            (
-                ScopeKind::Team,
-                team_id(conn, org_id, org, team).await?,
-                org_id,
-            )
+            (Level::Team, team_id(conn, org_id, org, team).await?, org_id)
         }
         ScopeSpec::Project { org, team, project } => {
             let org_id = org_id(conn, org).await?;
@@ -141,7 +137,7 @@ async fn resolve_scope(conn: &mut PgConnection, spec: ScopeSpec<'_>) -> Result<S
             .fetch_optional(&mut *conn)
             .await?
             .ok_or_else(|| AdminError::not_found("project", format!("{org}/{team}/{project}")))?;
-            (ScopeKind::Project, id, org_id)
+            (Level::Project, id, org_id)
         }
         ScopeSpec::User { org, user } => {
             let org_id = org_id(conn, org).await?;
@@ -153,7 +149,7 @@ async fn resolve_scope(conn: &mut PgConnection, spec: ScopeSpec<'_>) -> Result<S
             .fetch_optional(&mut *conn)
             .await?
             .ok_or_else(|| AdminError::not_found("user", format!("{org}/{user}")))?;
-            (ScopeKind::User, id, org_id)
+            (Level::User, id, org_id)
         }
         ScopeSpec::Key { key } => {
             let id = key_id_or_prefix(conn, "scope.key", key).await?;
@@ -161,7 +157,7 @@ async fn resolve_scope(conn: &mut PgConnection, spec: ScopeSpec<'_>) -> Result<S
                 .fetch_optional(&mut *conn)
                 .await?
                 .ok_or_else(|| AdminError::not_found("virtual key", key))?;
-            (ScopeKind::Key, id, org_id)
+            (Level::Key, id, org_id)
         }
     };
     let names = policy::scope_names(conn, &[(kind, id)])
@@ -611,15 +607,15 @@ impl AdminApi {
         )
         .fetch_all(&mut *conn)
         .await?;
-        let scopes: Vec<(ScopeKind, Uuid)> = rows
+        let scopes: Vec<(Level, Uuid)> = rows
             .iter()
-            .filter_map(|row| Some((ScopeKind::parse(&row.scope_kind)?, row.scope_id)))
+            .filter_map(|row| Some((Level::parse(&row.scope_kind)?, row.scope_id)))
             .collect();
         let names = policy::scope_names(&mut conn, &scopes).await?;
         let alerts = rows
             .into_iter()
             .map(|row| {
-                let kind = ScopeKind::parse(&row.scope_kind);
+                let kind = Level::parse(&row.scope_kind);
                 let metric = Metric::parse(&row.metric);
                 let scope = kind.map(|kind| Scope {
                     kind,
@@ -666,14 +662,14 @@ fn scope_ref(scope: &Scope) -> pb::LimitScopeRef {
         ..pb::LimitScopeRef::default()
     };
     match scope.kind {
-        ScopeKind::Org => {}
-        ScopeKind::Team => reference.team = team.unwrap_or_default(),
-        ScopeKind::Project => {
+        Level::Org => {}
+        Level::Team => reference.team = team.unwrap_or_default(),
+        Level::Project => {
             reference.team = team.unwrap_or_default();
             reference.project = project.unwrap_or_default();
         }
-        ScopeKind::User => reference.user = user.unwrap_or_default(),
-        ScopeKind::Key => {
+        Level::User => reference.user = user.unwrap_or_default(),
+        Level::Key => {
             reference.team = team.unwrap_or_default();
             reference.project = project.unwrap_or_default();
             reference.user = user.unwrap_or_default();

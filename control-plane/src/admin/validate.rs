@@ -2,9 +2,8 @@
 //! nothing is written until the whole request is valid.
 
 use crate::error::AdminError;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use tollgate_contract::address;
 use tollgate_proto::v1 as pb;
-use url::{Host, Url};
 
 const MAX_NAME_LEN: usize = 64;
 /// Longer than any Azure (`2024-10-01-preview`) or Anthropic (`2023-06-01`) version string.
@@ -80,57 +79,14 @@ pub fn api_version(value: &str) -> Result<String, AdminError> {
     Ok(value.to_owned())
 }
 
-/// An upstream base URL must be http(s) and must not point at link-local or cloud metadata
-/// addresses, so an admin token cannot be turned into a way to read instance credentials.
-/// Loopback and private ranges stay allowed: local Ollama and vLLM servers live there.
+/// An upstream base URL must pass the contract's address policy (http(s), no credentials, no
+/// link-local or cloud metadata address), so an admin token cannot be turned into a way to read
+/// instance credentials. Loopback and private ranges stay allowed: local Ollama and vLLM servers
+/// live there.
 pub fn base_url(value: &str) -> Result<String, AdminError> {
-    let url = Url::parse(value)
-        .map_err(|err| AdminError::invalid("base_url", format!("'{value}' is not a URL: {err}")))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(AdminError::invalid(
-            "base_url",
-            "scheme must be http or https",
-        ));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(AdminError::invalid(
-            "base_url",
-            "must not embed credentials; use --api-key",
-        ));
-    }
-    let forbidden = match url.host() {
-        None => return Err(AdminError::invalid("base_url", "must have a host")),
-        Some(Host::Domain(domain)) => {
-            // A trailing dot names the same host.
-            let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-            domain == "metadata.google.internal" || domain == "metadata"
-        }
-        Some(Host::Ipv4(ip)) => forbidden_ip(IpAddr::V4(ip)),
-        Some(Host::Ipv6(ip)) => forbidden_ip(IpAddr::V6(ip)),
-    };
-    if forbidden {
-        return Err(AdminError::invalid(
-            "base_url",
-            "link-local, unspecified and cloud metadata addresses are not allowed",
-        ));
-    }
+    let url = address::check_base_url(value)
+        .map_err(|err| AdminError::invalid("base_url", err.to_string()))?;
     Ok(url.as_str().trim_end_matches('/').to_owned())
-}
-
-/// AWS's IPv6 instance metadata endpoint (inside the private fd00::/8 range, so it needs
-/// naming).
-const AWS_METADATA_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
-
-fn forbidden_ip(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.is_link_local() || v4 == Ipv4Addr::UNSPECIFIED,
-        IpAddr::V6(v6) => {
-            (v6.segments()[0] & 0xffc0) == 0xfe80
-                || v6 == Ipv6Addr::UNSPECIFIED
-                || v6 == AWS_METADATA_V6
-                || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_link_local())
-        }
-    }
 }
 
 pub fn price(field: &'static str, micros_per_mtok: i64) -> Result<i64, AdminError> {
@@ -314,6 +270,9 @@ mod tests {
         assert!(base_url("ftp://example.com").is_err());
         assert!(base_url("https://user:pw@example.com").is_err());
         assert!(base_url("not a url").is_err());
+        // The contract's rule: every spelling of a metadata address.
+        assert!(base_url("http://100.100.100.200/").is_err());
+        assert!(base_url("http://[64:ff9b::a9fe:a9fe]/").is_err());
     }
 
     #[test]

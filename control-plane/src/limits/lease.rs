@@ -3,7 +3,7 @@
 //! ever sees well-formed claims.
 
 use super::grant::ClaimFigures;
-use super::{Metric, ScopeKind};
+use super::{Level, Metric};
 use crate::error::AdminError;
 use std::collections::HashSet;
 use tollgate_proto::v1 as pb;
@@ -17,7 +17,7 @@ pub const MAX_CLAIMS: usize = 100_000;
 /// Which limit a claim or grant is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LimitKey {
-    pub scope: ScopeKind,
+    pub scope: Level,
     pub scope_id: Uuid,
     pub metric: Metric,
 }
@@ -58,7 +58,7 @@ impl TryFrom<pb::LimitKey> for LimitKey {
     fn try_from(key: pb::LimitKey) -> Result<Self, Self::Error> {
         let scope = pb::LimitScope::try_from(key.scope)
             .ok()
-            .and_then(|scope| ScopeKind::try_from(scope).ok())
+            .and_then(|scope| Level::try_from(scope).ok())
             .ok_or_else(|| {
                 AdminError::invalid("key.scope", format!("unknown limit scope {}", key.scope))
             })?;
@@ -248,7 +248,7 @@ mod tests {
         let request = LeaseRequest::try_from(request(vec![wire_claim()])).unwrap();
         assert_eq!(request.claims.len(), 1);
         let claim = &request.claims[0];
-        assert_eq!(claim.key.scope, ScopeKind::Team);
+        assert_eq!(claim.key.scope, Level::Team);
         assert_eq!(claim.key.metric, Metric::TokensPerDay);
         assert_eq!(claim.figures.want_available, 20);
         assert_eq!(

@@ -2,7 +2,7 @@
 //! reader serves the admin API (get, list, status) and the config snapshot, so operators and
 //! edges always see the same limits under the same names.
 
-use super::{Metric, ScopeKind};
+use super::{Level, Metric};
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use std::collections::HashMap;
@@ -31,7 +31,7 @@ impl ConfiguredLimit {
 /// A scope a limit is attached to, with its owner org and the names operators know it by.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scope {
-    pub kind: ScopeKind,
+    pub kind: Level,
     pub id: Uuid,
     pub org_id: Uuid,
     pub names: ScopeNames,
@@ -56,16 +56,16 @@ impl Scope {
         let names = &self.names;
         let part = |name: &Option<String>| name.clone().unwrap_or_else(|| "?".to_owned());
         match self.kind {
-            ScopeKind::Org => names.org.clone(),
-            ScopeKind::Team => format!("{}/{}", names.org, part(&names.team)),
-            ScopeKind::Project => format!(
+            Level::Org => names.org.clone(),
+            Level::Team => format!("{}/{}", names.org, part(&names.team)),
+            Level::Project => format!(
                 "{}/{}/{}",
                 names.org,
                 part(&names.team),
                 part(&names.project)
             ),
-            ScopeKind::User => format!("{}/{}", names.org, part(&names.user)),
-            ScopeKind::Key => format!("{}…", part(&names.key_prefix)),
+            Level::User => format!("{}/{}", names.org, part(&names.user)),
+            Level::Key => format!("{}…", part(&names.key_prefix)),
         }
     }
 }
@@ -75,7 +75,7 @@ impl Scope {
 pub enum LimitFilter {
     All,
     Org(Uuid),
-    Scope(ScopeKind, Uuid),
+    Scope(Level, Uuid),
 }
 
 /// Configured limits, ordered by org name, scope level, scope name and metric. Rows whose
@@ -104,10 +104,9 @@ pub async fn load(
     .await?;
     let mut limits = Vec::with_capacity(rows.len());
     for row in rows {
-        let (Some(kind), Some(metric)) = (
-            ScopeKind::parse(&row.scope_kind),
-            Metric::parse(&row.metric),
-        ) else {
+        let (Some(kind), Some(metric)) =
+            (Level::parse(&row.scope_kind), Metric::parse(&row.metric))
+        else {
             tracing::warn!(
                 scope_kind = %row.scope_kind,
                 metric = %row.metric,
@@ -129,7 +128,7 @@ pub async fn load(
             updated_at: row.updated_at,
         });
     }
-    let mut scopes: Vec<(ScopeKind, Uuid)> = limits
+    let mut scopes: Vec<(Level, Uuid)> = limits
         .iter()
         .map(|limit| (limit.scope.kind, limit.scope.id))
         .collect();
@@ -169,8 +168,8 @@ pub async fn load(
 /// Names of the given scopes in one query. Scopes that do not exist are absent from the map.
 pub async fn scope_names(
     conn: &mut PgConnection,
-    scopes: &[(ScopeKind, Uuid)],
-) -> Result<HashMap<(ScopeKind, Uuid), ScopeNames>, sqlx::Error> {
+    scopes: &[(Level, Uuid)],
+) -> Result<HashMap<(Level, Uuid), ScopeNames>, sqlx::Error> {
     if scopes.is_empty() {
         return Ok(HashMap::new());
     }
@@ -204,7 +203,7 @@ pub async fn scope_names(
     .await?;
     let mut names = HashMap::with_capacity(rows.len());
     for row in rows {
-        let Some(kind) = ScopeKind::parse(&row.kind) else {
+        let Some(kind) = Level::parse(&row.kind) else {
             continue;
         };
         names.insert(
@@ -225,7 +224,7 @@ pub async fn scope_names(
 mod tests {
     use super::*;
 
-    fn scope(kind: ScopeKind, names: ScopeNames) -> Scope {
+    fn scope(kind: Level, names: ScopeNames) -> Scope {
         Scope {
             kind,
             id: Uuid::nil(),
@@ -244,11 +243,11 @@ mod tests {
             key_prefix: Some("tg_1a2b3c4d".to_owned()),
         };
         let cases = [
-            (ScopeKind::Org, "acme"),
-            (ScopeKind::Team, "acme/platform"),
-            (ScopeKind::Project, "acme/platform/web"),
-            (ScopeKind::User, "acme/alice"),
-            (ScopeKind::Key, "tg_1a2b3c4d…"),
+            (Level::Org, "acme"),
+            (Level::Team, "acme/platform"),
+            (Level::Project, "acme/platform/web"),
+            (Level::User, "acme/alice"),
+            (Level::Key, "tg_1a2b3c4d…"),
         ];
         for (kind, expected) in cases {
             assert_eq!(scope(kind, names.clone()).display_name(), expected);

@@ -6,7 +6,7 @@
 
 use super::period;
 use super::policy::{self, ConfiguredLimit, LimitFilter};
-use super::{CalendarUnit, Metric, ScopeKind, Window};
+use super::{CalendarUnit, Level, Metric, Window};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use std::collections::HashMap;
@@ -51,7 +51,7 @@ pub struct ScopeStatus {
 /// zero use, with the calendar period computed from the org's time zone.
 pub async fn scope_status(
     pool: &PgPool,
-    kind: ScopeKind,
+    kind: Level,
     scope_id: Uuid,
     org_id: Uuid,
 ) -> Result<ScopeStatus, sqlx::Error> {
@@ -228,7 +228,7 @@ mod tests {
     fn configured(metric: Metric, limit: i64, hard: u32) -> ConfiguredLimit {
         ConfiguredLimit {
             scope: Scope {
-                kind: ScopeKind::Team,
+                kind: Level::Team,
                 id: Uuid::nil(),
                 org_id: Uuid::nil(),
                 names: ScopeNames::default(),

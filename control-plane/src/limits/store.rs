@@ -8,7 +8,7 @@ use super::alerts::AlertKind;
 use super::grant::{self, CounterState, Lease};
 use super::lease::{LeaseClaim, LeaseGrant, LeaseRequest, LimitKey};
 use super::period::{self, PeriodError};
-use super::{Metric, ScopeKind, Window};
+use super::{Level, Metric, Window};
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use std::collections::{BTreeMap, HashMap};
@@ -413,7 +413,7 @@ fn key_columns<'a>(
 
 fn parse_key(kind: &str, scope_id: Uuid, metric: &str) -> Option<LimitKey> {
     Some(LimitKey {
-        scope: ScopeKind::parse(kind)?,
+        scope: Level::parse(kind)?,
         scope_id,
         metric: Metric::parse(metric)?,
     })

@@ -9,9 +9,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tollgate_proto::v1 as pb;
 
-/// Most events one `Report` may carry. Edges send a spool segment (≤ 1000 events) per batch;
-/// the cap keeps one transaction's size and duration bounded whatever a client sends.
-pub const MAX_EVENTS_PER_BATCH: usize = 10_000;
+/// Most events one `Report` may carry (the contract's bound): it keeps one transaction's size
+/// and duration bounded whatever a client sends.
+pub use tollgate_contract::usage::MAX_EVENTS_PER_BATCH;
 const MAX_BATCH_LABEL_LEN: usize = 128;
 /// How much of a refused event's id is kept for lookups (the whole event is in `event`).
 const MAX_REJECTED_ID_CHARS: usize = 128;

@@ -5,15 +5,13 @@
 //! make the edge re-send it forever.
 
 use chrono::{DateTime, TimeDelta, Utc};
+use tollgate_contract::usage::{
+    MAX_ID_BYTES, MAX_NAME_BYTES, MAX_REQUESTED_MODEL_BYTES, MAX_VARIANT_BYTES, client_text,
+};
+pub use tollgate_contract::usage::{UsageSource, UsageStatus};
 use tollgate_proto::v1 as pb;
 use uuid::Uuid;
 
-/// Longest request id, edge id, model or provider name accepted (longer than any we mint).
-const MAX_ID_LEN: usize = 128;
-const MAX_NAME_LEN: usize = 256;
-const MAX_VARIANT_LEN: usize = 64;
-/// `requested_model` is client input; longer names are cut rather than losing the event.
-pub const MAX_REQUESTED_MODEL_CHARS: usize = 256;
 /// A trillion tokens in one request is far past any model's context, and keeps even millions of
 /// such events summed into one rollup row inside a BIGINT.
 pub const MAX_TOKENS_PER_EVENT: u64 = 1_000_000_000_000;
@@ -25,72 +23,6 @@ pub const MAX_CLOCK_SKEW: TimeDelta = TimeDelta::hours(1);
 const EARLIEST_EVENT_UNIX_MS: i64 = 1_577_836_800_000;
 const MAX_HTTP_STATUS: u32 = 999;
 const MAX_FALLBACK_LEVEL: u32 = 1_000;
-
-/// How a request ended, as the edge reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UsageStatus {
-    Ok,
-    ClientError,
-    UpstreamError,
-    UpstreamTimeout,
-    ClientDisconnected,
-    /// Refused by the gateway itself (limits, guardrails) after authentication.
-    Rejected,
-}
-
-impl UsageStatus {
-    pub const ALL: [UsageStatus; 6] = [
-        Self::Ok,
-        Self::ClientError,
-        Self::UpstreamError,
-        Self::UpstreamTimeout,
-        Self::ClientDisconnected,
-        Self::Rejected,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ok => "ok",
-            Self::ClientError => "client_error",
-            Self::UpstreamError => "upstream_error",
-            Self::UpstreamTimeout => "upstream_timeout",
-            Self::ClientDisconnected => "client_disconnected",
-            Self::Rejected => "rejected",
-        }
-    }
-
-    fn parse(value: &str) -> Option<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|status| status.as_str() == value)
-    }
-}
-
-/// Where the token counts came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UsageSource {
-    Provider,
-    Counted,
-    None,
-}
-
-impl UsageSource {
-    pub const ALL: [UsageSource; 3] = [Self::Provider, Self::Counted, Self::None];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Provider => "provider",
-            Self::Counted => "counted",
-            Self::None => "none",
-        }
-    }
-
-    fn parse(value: &str) -> Option<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|source| source.as_str() == value)
-    }
-}
 
 /// The cost of a priced request and the price version it was computed with. A request is either
 /// priced (both known) or unpriced (neither): the type makes "a cost without a version" or "a
@@ -225,7 +157,7 @@ impl UsageEvent {
         };
         Ok(Self {
             event_id: uuid("event_id", &event.event_id)?,
-            request_id: text("request_id", &event.request_id, MAX_ID_LEN, Required::Yes)?,
+            request_id: text("request_id", &event.request_id, MAX_ID_BYTES, Required::Yes)?,
             event_time: event_time(event.event_time_unix_ms, now)?,
             org_id: uuid("org_id", &event.org_id)?,
             team_id: uuid("team_id", &event.team_id)?,
@@ -236,9 +168,9 @@ impl UsageEvent {
                 Some(uuid("user_id", &event.user_id)?)
             },
             key_id: uuid("key_id", &event.key_id)?,
-            requested_model: client_text(&event.requested_model, MAX_REQUESTED_MODEL_CHARS),
-            model: text("model", &event.model, MAX_NAME_LEN, Required::No)?,
-            provider: text("provider", &event.provider, MAX_NAME_LEN, Required::No)?,
+            requested_model: client_text(&event.requested_model, MAX_REQUESTED_MODEL_BYTES),
+            model: text("model", &event.model, MAX_NAME_BYTES, Required::No)?,
+            provider: text("provider", &event.provider, MAX_NAME_BYTES, Required::No)?,
             input_tokens,
             cached_input_tokens,
             output_tokens,
@@ -259,11 +191,11 @@ impl UsageEvent {
             http_status: small("http_status", event.http_status, MAX_HTTP_STATUS)?,
             cache_hit: event.cache_hit,
             fallback_level: small("fallback_level", event.fallback_level, MAX_FALLBACK_LEVEL)?,
-            variant: match text("variant", &event.variant, MAX_VARIANT_LEN, Required::No)? {
+            variant: match text("variant", &event.variant, MAX_VARIANT_BYTES, Required::No)? {
                 variant if variant.is_empty() => None,
                 variant => Some(variant),
             },
-            edge_id: text("edge_id", &event.edge_id, MAX_ID_LEN, Required::Yes)?,
+            edge_id: text("edge_id", &event.edge_id, MAX_ID_BYTES, Required::Yes)?,
             config_version: i64::try_from(event.config_version)
                 .map_err(|_| invalid("config_version", "does not fit a signed 64-bit integer"))?,
             stream,
@@ -356,23 +288,6 @@ fn text(
         return Err(invalid(field, "must not contain control characters"));
     }
     Ok(value.to_owned())
-}
-
-/// Text a client chose (the model it asked for): it is recorded, not judged, so it is made
-/// storable instead of refused: NUL (which Postgres text cannot hold) becomes U+FFFD and the
-/// length is capped.
-fn client_text(value: &str, max_chars: usize) -> String {
-    value
-        .chars()
-        .take(max_chars)
-        .map(|c| {
-            if c == '\0' {
-                char::REPLACEMENT_CHARACTER
-            } else {
-                c
-            }
-        })
-        .collect()
 }
 
 /// A value quoted in an error message: short and on one line.
@@ -538,10 +453,8 @@ mod tests {
         event.requested_model = format!("a\0b{}", "x".repeat(1_000));
         let event = UsageEvent::validate(&event, now()).unwrap();
         assert!(event.requested_model.starts_with("a\u{fffd}b"));
-        assert_eq!(
-            event.requested_model.chars().count(),
-            MAX_REQUESTED_MODEL_CHARS
-        );
+        assert!(event.requested_model.len() <= MAX_REQUESTED_MODEL_BYTES);
+        assert!(event.requested_model.len() > MAX_REQUESTED_MODEL_BYTES - 4);
     }
 
     #[test]

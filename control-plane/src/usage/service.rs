@@ -10,8 +10,8 @@ use std::time::Instant;
 use tollgate_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
-/// Largest encoded batch accepted: 10 000 events of a few hundred bytes each, with room to spare.
-pub const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
+/// Largest encoded batch accepted (the contract's bound; edges keep theirs far below it).
+pub use tollgate_contract::usage::MAX_BATCH_BYTES;
 
 /// Authenticates edges by join token and ingests their batches.
 ///

@@ -3,13 +3,15 @@
 
 use super::snapshot::{
     DEFAULT_MAX_OUTPUT_TOKENS, HttpEndpoint, ModelConfig, ModelTimeouts, Owner, ProviderConfig,
-    ProviderKind, Snapshot, VirtualKey,
+    ProviderSettings, Snapshot, VirtualKey,
 };
 use crate::pricing::{Price, PriceSchedule};
 use crate::providers::mock::MockSettings;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::path::Path;
+use tollgate_contract::address;
+use tollgate_contract::provider::ProviderKind;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FileConfigError {
@@ -167,64 +169,46 @@ pub fn parse(text: &str) -> Result<Snapshot, FileConfigError> {
                 ("", Some(default)) => default.to_owned(),
                 (given, _) => given.to_owned(),
             };
-            let url = url::Url::parse(&base_url)
-                .map_err(|err| invalid(format!("provider '{name}': base_url: {err}")))?;
-            if !matches!(url.scheme(), "http" | "https") {
-                return Err(invalid(format!(
-                    "provider '{name}': base_url must be http or https"
-                )));
-            }
-            if crate::providers::resolver::names_forbidden_address(&url) {
-                return Err(invalid(format!(
-                    "provider '{name}': base_url must not be a link-local or cloud metadata address"
-                )));
-            }
+            address::check_base_url(&base_url)
+                .map_err(|err| invalid(format!("provider '{name}': base_url {err}")))?;
             Ok(HttpEndpoint { base_url, api_key })
         };
-        let kind = match provider.kind.as_str() {
-            "mock" => ProviderKind::Mock(MockSettings {
+        let Some(kind_name) = ProviderKind::parse(&provider.kind) else {
+            return Err(invalid(format!(
+                "provider '{name}': unknown kind '{}' ({})",
+                provider.kind,
+                ProviderKind::known()
+            )));
+        };
+        let kind = match kind_name {
+            ProviderKind::Mock => ProviderSettings::Mock(MockSettings {
                 latency_ms: provider.mock.latency_ms,
                 output_tokens: provider.mock.output_tokens,
                 chunk_interval_ms: provider.mock.chunk_interval_ms,
             }),
-            // The same defaults as the admin API; Azure has no default (the URL names the
-            // resource).
-            "openai" => ProviderKind::OpenAi(endpoint(Some("https://api.openai.com/v1"))?),
-            "azure_openai" => ProviderKind::AzureOpenAi {
+            // The same defaults as the admin API (the contract's).
+            ProviderKind::OpenAi => {
+                ProviderSettings::OpenAi(endpoint(kind_name.default_base_url())?)
+            }
+            ProviderKind::AzureOpenAi => ProviderSettings::AzureOpenAi {
                 endpoint: endpoint(None)?,
                 api_version: provider.api_version.clone(),
             },
-            "anthropic" => ProviderKind::Anthropic {
-                endpoint: endpoint(Some("https://api.anthropic.com"))?,
+            ProviderKind::Anthropic => ProviderSettings::Anthropic {
+                endpoint: endpoint(kind_name.default_base_url())?,
                 api_version: provider.api_version.clone(),
             },
-            "gemini" => {
-                ProviderKind::Gemini(endpoint(Some("https://generativelanguage.googleapis.com"))?)
-            }
-            other => {
-                return Err(invalid(format!(
-                    "provider '{name}': unknown kind '{other}' (mock, openai, azure_openai, anthropic, gemini)"
-                )));
+            ProviderKind::Gemini => {
+                ProviderSettings::Gemini(endpoint(kind_name.default_base_url())?)
             }
         };
-        // Only Azure and Anthropic version their wire format; a version elsewhere is a mistake
-        // (the admin API refuses it too), not something to ignore silently.
-        let versioned = matches!(
-            kind,
-            ProviderKind::AzureOpenAi { .. } | ProviderKind::Anthropic { .. }
-        );
-        // Hosted APIs always need a key; only OpenAI-compatible servers (local ones) may not.
-        let needs_key = matches!(
-            kind,
-            ProviderKind::AzureOpenAi { .. }
-                | ProviderKind::Anthropic { .. }
-                | ProviderKind::Gemini(_)
-        );
+        let versioned = kind_name.takes_api_version();
+        let needs_key = kind_name.requires_api_key();
         let has_key = match &kind {
-            ProviderKind::AzureOpenAi { endpoint, .. }
-            | ProviderKind::Anthropic { endpoint, .. } => !endpoint.api_key.is_empty(),
-            ProviderKind::Gemini(endpoint) => !endpoint.api_key.is_empty(),
-            ProviderKind::Mock(_) | ProviderKind::OpenAi(_) => true,
+            ProviderSettings::AzureOpenAi { endpoint, .. }
+            | ProviderSettings::Anthropic { endpoint, .. } => !endpoint.api_key.is_empty(),
+            ProviderSettings::Gemini(endpoint) => !endpoint.api_key.is_empty(),
+            ProviderSettings::Mock(_) | ProviderSettings::OpenAi(_) => true,
         };
         if needs_key && !has_key {
             return Err(invalid(format!(
@@ -418,27 +402,27 @@ mod tests {
             "#,
         )
         .unwrap();
-        let kinds: Vec<&ProviderKind> = snapshot.providers.iter().map(|p| &p.kind).collect();
+        let kinds: Vec<&ProviderSettings> = snapshot.providers.iter().map(|p| &p.kind).collect();
         assert!(matches!(
             kinds[0],
-            ProviderKind::AzureOpenAi { endpoint, api_version }
+            ProviderSettings::AzureOpenAi { endpoint, api_version }
                 if endpoint.base_url == "https://acme.openai.azure.com"
                     && endpoint.api_key == "azure-key"
                     && api_version == "2024-10-01-preview"
         ));
         assert!(matches!(
             kinds[1],
-            ProviderKind::Anthropic { endpoint, api_version }
+            ProviderSettings::Anthropic { endpoint, api_version }
                 if endpoint.api_key == "sk-ant" && api_version.is_empty()
         ));
         assert!(matches!(
             kinds[2],
-            ProviderKind::Gemini(endpoint) if endpoint.api_key == "gem-key"
+            ProviderSettings::Gemini(endpoint) if endpoint.api_key == "gem-key"
         ));
         assert_eq!(snapshot.providers[2].request_timeout_ms, 30_000);
         assert!(matches!(
             kinds[3],
-            ProviderKind::OpenAi(endpoint) if endpoint.api_key.is_empty()
+            ProviderSettings::OpenAi(endpoint) if endpoint.api_key.is_empty()
         ));
     }
 
@@ -453,7 +437,7 @@ mod tests {
         .unwrap();
         assert!(matches!(
             &snapshot.providers[0].kind,
-            ProviderKind::Anthropic { endpoint, .. } if endpoint.api_key == path
+            ProviderSettings::Anthropic { endpoint, .. } if endpoint.api_key == path
         ));
         let unset = parse(
             "[[providers]]\nname='claude'\nkind='anthropic'\n\
@@ -513,7 +497,10 @@ mod tests {
     fn a_metadata_address_is_refused_as_a_base_url() {
         let text = "[[providers]]\nname='p'\nkind='openai'\nbase_url='http://169.254.169.254/v1'\n";
         let err = parse(text).unwrap_err().to_string();
-        assert!(err.contains("link-local or cloud metadata"), "{err}");
+        assert!(
+            err.contains("cloud metadata addresses are not allowed"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -553,10 +540,10 @@ mod tests {
             ))
             .unwrap();
             let base_url = match &snapshot.providers[0].kind {
-                ProviderKind::OpenAi(endpoint) | ProviderKind::Gemini(endpoint) => {
+                ProviderSettings::OpenAi(endpoint) | ProviderSettings::Gemini(endpoint) => {
                     endpoint.base_url.clone()
                 }
-                ProviderKind::Anthropic { endpoint, .. } => endpoint.base_url.clone(),
+                ProviderSettings::Anthropic { endpoint, .. } => endpoint.base_url.clone(),
                 other => panic!("{other:?}"),
             };
             assert_eq!(base_url, expected);

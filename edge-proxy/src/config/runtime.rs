@@ -1,7 +1,7 @@
 //! The compiled, immutable form of one config snapshot: hash maps the request path reads
 //! without locks, and provider adapters built once (sharing one pooled HTTP client).
 
-use super::snapshot::{ProviderKind, Snapshot, SnapshotError, VirtualKey};
+use super::snapshot::{ProviderSettings, Snapshot, SnapshotError, VirtualKey};
 use crate::limits::spec::{Level, LimitSpec};
 use crate::pricing::PriceSchedule;
 use crate::providers::anthropic::AnthropicProvider;
@@ -64,13 +64,13 @@ impl Runtime {
         for provider in snapshot.providers {
             let name = provider.name.clone();
             let adapter: Arc<dyn Provider> = match provider.kind {
-                ProviderKind::Mock(settings) => Arc::new(MockProvider::new(settings)),
-                ProviderKind::OpenAi(endpoint) => Arc::new(OpenAiProvider::new(
+                ProviderSettings::Mock(settings) => Arc::new(MockProvider::new(settings)),
+                ProviderSettings::OpenAi(endpoint) => Arc::new(OpenAiProvider::new(
                     name,
                     &endpoint.base_url,
                     ApiKey::new(endpoint.api_key),
                 )),
-                ProviderKind::AzureOpenAi {
+                ProviderSettings::AzureOpenAi {
                     endpoint,
                     api_version,
                 } => Arc::new(AzureOpenAiProvider::new(
@@ -79,7 +79,7 @@ impl Runtime {
                     &api_version,
                     ApiKey::new(endpoint.api_key),
                 )),
-                ProviderKind::Anthropic {
+                ProviderSettings::Anthropic {
                     endpoint,
                     api_version,
                 } => Arc::new(AnthropicProvider::new(
@@ -88,7 +88,7 @@ impl Runtime {
                     &api_version,
                     ApiKey::new(endpoint.api_key),
                 )),
-                ProviderKind::Gemini(endpoint) => Arc::new(GeminiProvider::new(
+                ProviderSettings::Gemini(endpoint) => Arc::new(GeminiProvider::new(
                     name,
                     &endpoint.base_url,
                     ApiKey::new(endpoint.api_key),

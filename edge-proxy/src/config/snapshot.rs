@@ -3,17 +3,17 @@
 //! here, so the whole snapshot is NACKed and the previous one keeps serving.
 
 use crate::limits::spec::{
-    DEFAULT_HARD_THRESHOLD_PCT, DEFAULT_SOFT_THRESHOLD_PCT, Level, LimitKey, LimitSpec, Metric,
+    DEFAULT_HARD_THRESHOLD_PCT, DEFAULT_SOFT_THRESHOLD_PCT, Level, LimitKey, LimitSpec,
+    MAX_THRESHOLD_PCT, Metric,
 };
 use crate::pricing::{Price, PriceSchedule};
 use crate::providers::mock::MockSettings;
 use std::collections::{HashMap, HashSet};
+use tollgate_contract::address;
+use tollgate_contract::provider::ProviderKind;
 use tollgate_proto::v1 as pb;
 
-/// Output cap assumed for a model the snapshot gives none (worst-case reservations).
-pub const DEFAULT_MAX_OUTPUT_TOKENS: u32 = 4096;
-/// Largest accepted threshold, in percent (the admin API's bound).
-const MAX_THRESHOLD_PCT: u32 = 1000;
+pub use tollgate_contract::DEFAULT_MAX_OUTPUT_TOKENS;
 
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -52,14 +52,14 @@ pub struct VirtualKey {
 pub struct ProviderConfig {
     pub id: String,
     pub name: String,
-    pub kind: ProviderKind,
+    pub kind: ProviderSettings,
     /// Default total deadline for this provider's models; 0 means the edge default.
     pub request_timeout_ms: u32,
 }
 
 /// What the edge needs to build one provider's adapter; each kind carries only its own settings.
 #[derive(Debug, Clone)]
-pub enum ProviderKind {
+pub enum ProviderSettings {
     Mock(MockSettings),
     OpenAi(HttpEndpoint),
     AzureOpenAi {
@@ -125,7 +125,8 @@ pub enum SnapshotError {
         target_id: String,
     },
     #[error(
-        "provider '{provider}': unknown kind '{kind}' (this edge supports mock, openai, azure_openai, anthropic, gemini)"
+        "provider '{provider}': unknown kind '{kind}' (this edge supports {})",
+        ProviderKind::known()
     )]
     UnknownProviderKind { provider: String, kind: String },
     #[error("{what} '{id}': {reason}")]
@@ -460,52 +461,38 @@ impl TryFrom<pb::SnapshotProvider> for ProviderConfig {
 
     fn try_from(wire: pb::SnapshotProvider) -> Result<Self, Self::Error> {
         let endpoint = || -> Result<HttpEndpoint, SnapshotError> {
-            let url = url::Url::parse(&wire.base_url)
-                .map_err(|err| invalid("provider", &wire.name, format!("base URL: {err}")))?;
-            if !matches!(url.scheme(), "http" | "https") {
-                return Err(invalid(
-                    "provider",
-                    &wire.name,
-                    "base URL must be http or https",
-                ));
-            }
-            if crate::providers::resolver::names_forbidden_address(&url) {
-                return Err(invalid(
-                    "provider",
-                    &wire.name,
-                    "base URL must not be a link-local or cloud metadata address",
-                ));
-            }
+            address::check_base_url(&wire.base_url)
+                .map_err(|err| invalid("provider", &wire.name, format!("base URL {err}")))?;
             Ok(HttpEndpoint {
                 base_url: wire.base_url.clone(),
                 api_key: wire.api_key.clone(),
             })
         };
-        let kind = match wire.kind.as_str() {
-            "mock" => {
+        let Some(kind) = ProviderKind::parse(&wire.kind) else {
+            return Err(SnapshotError::UnknownProviderKind {
+                provider: wire.name,
+                kind: wire.kind,
+            });
+        };
+        let kind = match kind {
+            ProviderKind::Mock => {
                 let mock = wire.mock.unwrap_or_default();
-                ProviderKind::Mock(MockSettings {
+                ProviderSettings::Mock(MockSettings {
                     latency_ms: mock.latency_ms,
                     output_tokens: mock.output_tokens,
                     chunk_interval_ms: mock.chunk_interval_ms,
                 })
             }
-            "openai" => ProviderKind::OpenAi(endpoint()?),
-            "azure_openai" => ProviderKind::AzureOpenAi {
+            ProviderKind::OpenAi => ProviderSettings::OpenAi(endpoint()?),
+            ProviderKind::AzureOpenAi => ProviderSettings::AzureOpenAi {
                 endpoint: endpoint()?,
                 api_version: wire.api_version.clone(),
             },
-            "anthropic" => ProviderKind::Anthropic {
+            ProviderKind::Anthropic => ProviderSettings::Anthropic {
                 endpoint: endpoint()?,
                 api_version: wire.api_version.clone(),
             },
-            "gemini" => ProviderKind::Gemini(endpoint()?),
-            other => {
-                return Err(SnapshotError::UnknownProviderKind {
-                    provider: wire.name,
-                    kind: other.to_owned(),
-                });
-            }
+            ProviderKind::Gemini => ProviderSettings::Gemini(endpoint()?),
         };
         Ok(Self {
             id: wire.id,
@@ -715,7 +702,7 @@ pub(crate) mod tests {
         assert_eq!(azure.request_timeout_ms, 90_000);
         assert!(matches!(
             &azure.kind,
-            ProviderKind::AzureOpenAi { endpoint, api_version }
+            ProviderSettings::AzureOpenAi { endpoint, api_version }
                 if endpoint.base_url == "https://acme.openai.azure.com"
                     && endpoint.api_key == "sk-secret"
                     && api_version == "2024-10-01-preview"
@@ -729,7 +716,7 @@ pub(crate) mod tests {
         .unwrap();
         assert!(matches!(
             &anthropic.kind,
-            ProviderKind::Anthropic { endpoint, api_version }
+            ProviderSettings::Anthropic { endpoint, api_version }
                 if endpoint.base_url == "https://api.anthropic.com" && api_version == "2023-06-01"
         ));
         // Empty means the adapter's default, decided at the edge.
@@ -738,7 +725,7 @@ pub(crate) mod tests {
                 .unwrap();
         assert!(matches!(
             &anthropic.kind,
-            ProviderKind::Anthropic { api_version, .. } if api_version.is_empty()
+            ProviderSettings::Anthropic { api_version, .. } if api_version.is_empty()
         ));
 
         let gemini = ProviderConfig::try_from(wire_provider(
@@ -749,7 +736,7 @@ pub(crate) mod tests {
         .unwrap();
         assert!(matches!(
             &gemini.kind,
-            ProviderKind::Gemini(endpoint)
+            ProviderSettings::Gemini(endpoint)
                 if endpoint.base_url == "https://generativelanguage.googleapis.com"
                     && endpoint.api_key == "sk-secret"
         ));
@@ -759,7 +746,7 @@ pub(crate) mod tests {
                 .unwrap();
         assert!(matches!(
             &openai.kind,
-            ProviderKind::OpenAi(endpoint) if endpoint.base_url == "http://127.0.0.1:11434/v1"
+            ProviderSettings::OpenAi(endpoint) if endpoint.base_url == "http://127.0.0.1:11434/v1"
         ));
     }
 

@@ -7,6 +7,7 @@ use super::clock::Clock;
 use super::counter::{Counter, Path};
 use super::spec::{Demand, Level, LimitSpec, Metric};
 use std::sync::Arc;
+use tollgate_contract::money::format_dollars;
 
 /// The limits that apply to one key, bound to their counters for one request.
 #[derive(Debug)]
@@ -40,7 +41,7 @@ impl std::fmt::Display for LimitExceeded {
             _ => "Quota exceeded",
         };
         let limit = if self.metric == Metric::BudgetMicrosPerMonth {
-            usd(self.limit)
+            format_dollars(self.limit)
         } else {
             self.limit.to_string()
         };
@@ -53,17 +54,6 @@ impl std::fmt::Display for LimitExceeded {
             super::headers::format_duration_ms(self.retry_after_secs() * 1_000),
         )
     }
-}
-
-/// Micro-dollars as dollars for people: cents always, more digits only when they are not zero
-/// ("$500.00", "$0.012345").
-fn usd(micros: i64) -> String {
-    let sign = if micros < 0 { "-" } else { "" };
-    let micros = micros.unsigned_abs();
-    let fraction = format!("{:06}", micros % 1_000_000);
-    let fraction = fraction.trim_end_matches('0');
-    let fraction = format!("{fraction:0<2}");
-    format!("{sign}${}.{fraction}", micros / 1_000_000)
 }
 
 /// Why admission failed, and whether an immediate lease renewal may still admit it.
@@ -139,7 +129,7 @@ impl KeyLimits {
         let mut held = Vec::with_capacity(self.entries.len());
         for (index, (spec, counter)) in self.entries.iter().enumerate() {
             let metric = spec.key.metric;
-            let units = metric.units(demand);
+            let units = demand.units(metric);
             let reserved = if units == 0 {
                 // Nothing to take (an unpriced model's budget): never refused, still settled.
                 Ok(if counter.in_fallback() {
@@ -164,7 +154,7 @@ impl KeyLimits {
                     let mut worst = (spec, miss);
                     let mut renewable = miss.renewable;
                     for (other_spec, other) in &self.entries[index + 1..] {
-                        let units = other_spec.key.metric.units(demand);
+                        let units = demand.units(other_spec.key.metric);
                         if units == 0 {
                             continue;
                         }
@@ -219,7 +209,7 @@ impl Admission {
         }
         let now_ms = self.clock.unix_ms();
         for held in self.held.drain(..) {
-            let units = held.metric.units(actual);
+            let units = actual.units(held.metric);
             held.counter.settle(held.units, units, held.path, now_ms);
         }
     }
@@ -357,9 +347,6 @@ mod tests {
 
     #[test]
     fn budget_messages_show_dollars() {
-        assert_eq!(usd(500_000_000), "$500.00");
-        assert_eq!(usd(12_345), "$0.012345");
-        assert_eq!(usd(1_500_000), "$1.50");
         let exceeded = LimitExceeded {
             level: Level::Project,
             scope_name: "acme/ml/chatbot".to_owned(),

@@ -283,7 +283,7 @@ impl Counter {
             Window::SlidingMinute if self.granted_once.load(Ordering::Relaxed) && !free => {
                 self.reset_at_ms.load(Ordering::Relaxed) - now_ms
             }
-            Window::Calendar if !free => self.period_end_ms.load(Ordering::Relaxed) - now_ms,
+            Window::Calendar(_) if !free => self.period_end_ms.load(Ordering::Relaxed) - now_ms,
             _ => MIN_RETRY_MS,
         };
         Miss {
@@ -322,7 +322,7 @@ impl Counter {
             return false;
         }
         let known_edges = self.known_edges();
-        if self.window_kind == Window::Calendar {
+        if self.window_kind.is_calendar() {
             let last = lease.granted_once.then(|| LastGrant {
                 used: lease.used_at_last_grant,
                 period_end_ms: self.period_end_ms.load(Ordering::Relaxed),
@@ -374,7 +374,7 @@ impl Counter {
                 reserved + units <= fallback::safe_share(limit, known_edges),
                 MIN_RETRY_MS,
             ),
-            Window::Calendar => {
+            Window::Calendar(_) => {
                 let pool = lease
                     .pool
                     .get_or_insert_with(|| CalendarPool::enter(limit, None, known_edges, now_ms));
@@ -449,7 +449,7 @@ impl Counter {
         self.reserved.fetch_sub(reserved, Ordering::AcqRel);
         if path == Path::Fallback {
             self.fallback_reserved.fetch_sub(reserved, Ordering::AcqRel);
-            if self.window_kind == Window::Calendar {
+            if self.window_kind.is_calendar() {
                 self.fallback_spent.fetch_add(actual, Ordering::AcqRel);
             }
         }

@@ -4,52 +4,7 @@
 use serde::{Deserialize, Serialize};
 use tollgate_proto::v1 as pb;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum UsageStatus {
-    Ok,
-    ClientError,
-    UpstreamError,
-    UpstreamTimeout,
-    ClientDisconnected,
-    /// Refused by a limit, quota or budget (429) before any upstream call.
-    Rejected,
-}
-
-impl UsageStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ok => "ok",
-            Self::ClientError => "client_error",
-            Self::UpstreamError => "upstream_error",
-            Self::UpstreamTimeout => "upstream_timeout",
-            Self::ClientDisconnected => "client_disconnected",
-            Self::Rejected => "rejected",
-        }
-    }
-}
-
-/// Where the token counts came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum UsageSource {
-    /// The provider reported usage; it always wins.
-    Provider,
-    /// The edge counted tokens itself (no provider usage, or a stream that ended early).
-    Counted,
-    /// No upstream call consumed tokens.
-    None,
-}
-
-impl UsageSource {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Provider => "provider",
-            Self::Counted => "counted",
-            Self::None => "none",
-        }
-    }
-}
+pub use tollgate_contract::usage::{UsageSource, UsageStatus};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageEvent {

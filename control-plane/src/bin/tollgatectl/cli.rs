@@ -4,7 +4,8 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::{timestamp, usd};
+use crate::timestamp;
+use tollgate_contract::money as usd;
 
 #[derive(Parser)]
 #[command(

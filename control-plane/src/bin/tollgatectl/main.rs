@@ -8,7 +8,6 @@ mod cli;
 mod output;
 mod table;
 mod timestamp;
-mod usd;
 
 use std::process::ExitCode;
 use std::time::Duration;

@@ -10,7 +10,7 @@ use tollgate_proto::v1::{
 
 use crate::table::Table;
 use crate::timestamp::{format_unix_ms, now_unix_ms};
-use crate::usd::{format_usd, format_usd_micros};
+use tollgate_contract::money::{format_usd, format_usd_micros};
 
 pub fn orgs(orgs: &[Org]) -> String {
     let mut table = Table::new(&["NAME", "TIME ZONE", "ID", "CREATED"]);

@@ -61,7 +61,7 @@ impl Counter {
         lease.last_want = want;
         Some(Claim {
             key: self.key.clone(),
-            period_start_unix_ms: if self.window_kind == Window::Calendar {
+            period_start_unix_ms: if self.window_kind.is_calendar() {
                 lease.period_start_ms
             } else {
                 0
@@ -105,7 +105,7 @@ impl Counter {
         }
         // The first grant adopts its period without restarting: the plane counted what this
         // edge spent before it (claimed with no period) into the current period.
-        let rollover = self.window_kind == Window::Calendar
+        let rollover = self.window_kind.is_calendar()
             && lease.period_start_ms != 0
             && grant.period_start_unix_ms != lease.period_start_ms;
         let mut delta = grant.granted_total - lease.granted_total;
@@ -113,7 +113,7 @@ impl Counter {
             // available = G − C − R: with C restarting at 0 it grows by the old C.
             delta += self.consumed_total.swap(0, Ordering::AcqRel);
         }
-        if self.window_kind == Window::Calendar {
+        if self.window_kind.is_calendar() {
             lease.period_start_ms = grant.period_start_unix_ms;
         }
         self.available.fetch_add(delta, Ordering::AcqRel);

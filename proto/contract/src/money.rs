@@ -1,9 +1,10 @@
-//! Prices as an operator types them ("2.50" USD per 1M tokens) and the integer micro-dollars the
-//! control plane stores. The conversion is exact decimal arithmetic: a price never passes
-//! through `f64`, so "0.10" is 100000 micros, not 99999.
+//! Money as people read and type it ("2.50" USD) and the integer micro-dollars everything
+//! stores and computes with. The conversion is exact decimal arithmetic: an amount never passes
+//! through `f64`, so "0.10" is 100000 micros, not 99999. The edge's error messages, the admin
+//! CLI's tables and its price flags all write amounts through here.
 
 /// Micro-dollars in one US dollar.
-const MICROS_PER_USD: u64 = 1_000_000;
+pub const MICROS_PER_USD: u64 = 1_000_000;
 /// Decimal places a micro-dollar amount can hold.
 const MAX_FRACTION_DIGITS: usize = 6;
 
@@ -87,6 +88,16 @@ pub fn format_usd_micros(micros: i64) -> String {
     format!("{sign}{whole}.{fraction_micros:0width$}")
 }
 
+/// Micro-dollars as dollars for messages: a dollar sign, cents always, more digits only when
+/// they are not zero ("$500.00", "$0.012345").
+pub fn format_dollars(micros: i64) -> String {
+    let formatted = format_usd(micros);
+    match formatted.strip_prefix('-') {
+        Some(magnitude) => format!("-${magnitude}"),
+        None => format!("${formatted}"),
+    }
+}
+
 fn is_digits(text: &str) -> bool {
     !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit())
 }
@@ -157,6 +168,13 @@ mod tests {
         assert_eq!(format_usd(10_123_450), "10.12345");
         assert_eq!(format_usd(-1_500_000), "-1.50");
         assert_eq!(format_usd(i64::MIN), "-9223372036854.775808");
+    }
+
+    #[test]
+    fn dollars_for_messages_carry_the_sign_before_the_symbol() {
+        assert_eq!(format_dollars(500_000_000), "$500.00");
+        assert_eq!(format_dollars(12_345), "$0.012345");
+        assert_eq!(format_dollars(-1_500_000), "-$1.50");
     }
 
     #[test]
