@@ -6,6 +6,7 @@ use crate::config::runtime::{ModelRoute, Runtime};
 use crate::config::snapshot::VirtualKey;
 use crate::error::GatewayError;
 use std::sync::Arc;
+use tollgate_contract::usage::{MAX_REQUESTED_MODEL_BYTES, client_text};
 
 pub fn resolve(
     runtime: &Runtime,
@@ -14,7 +15,10 @@ pub fn resolve(
 ) -> Result<Arc<ModelRoute>, GatewayError> {
     let route = runtime
         .model(model)
-        .ok_or_else(|| GatewayError::ModelNotFound(model.to_owned()))?;
+        // The name is the client's: echoed bounded, never 3 MiB of it.
+        .ok_or_else(|| {
+            GatewayError::ModelNotFound(client_text(model, MAX_REQUESTED_MODEL_BYTES))
+        })?;
     if !may_use(key, model) {
         return Err(GatewayError::ModelNotAllowed(model.to_owned()));
     }

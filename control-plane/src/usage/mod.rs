@@ -1,12 +1,13 @@
 //! The usage ledger's ingest side: edges report batches of usage events (`service`), which are
 //! validated at the boundary (`event`, `batch`) and stored idempotently with their hourly
 //! rollups in one transaction per batch (`ingest`) into month partitions kept ahead of time
-//! (`partitions`).
+//! (`partitions`); records an edge cannot report as events are kept aside (`quarantine`).
 
 pub mod batch;
 pub mod event;
 pub mod ingest;
 pub mod partitions;
+pub mod quarantine;
 pub mod service;
 
 pub use batch::{MAX_EVENTS_PER_BATCH, RejectedEvent, UsageBatch};

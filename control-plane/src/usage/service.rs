@@ -3,6 +3,7 @@
 
 use super::batch::UsageBatch;
 use super::ingest::ingest;
+use super::quarantine::{self, QuarantineBatch};
 use crate::auth::verify_join_token;
 use chrono::Utc;
 use sqlx::PgPool;
@@ -68,6 +69,27 @@ impl pb::usage_service_server::UsageService for UsageIngestService {
             accepted: outcome.accepted,
             duplicates: outcome.duplicates,
             rejected: outcome.rejected,
+        }))
+    }
+
+    async fn quarantine(
+        &self,
+        request: Request<pb::QuarantineBatch>,
+    ) -> Result<Response<pb::QuarantineAck>, Status> {
+        verify_join_token(&self.pool, request.metadata()).await?;
+        let batch = QuarantineBatch::from_wire(request.into_inner())?;
+        let stored = quarantine::store(&self.pool, &batch).await?;
+        let total = u32::try_from(batch.records.len()).unwrap_or(u32::MAX);
+        tracing::warn!(
+            edge_id = %batch.edge_id,
+            batch_id = %batch.batch_id,
+            records = total,
+            stored,
+            "edge quarantined usage records; kept in usage_rejected_events"
+        );
+        Ok(Response::new(pb::QuarantineAck {
+            stored,
+            duplicates: total.saturating_sub(stored),
         }))
     }
 }

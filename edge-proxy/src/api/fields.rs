@@ -4,6 +4,10 @@
 use crate::error::{FieldProblem, GatewayError};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
+use tollgate_contract::usage::client_text;
+
+/// Longest `param` path echoed in an error.
+const MAX_PARAM_BYTES: usize = 256;
 
 pub fn required<T: DeserializeOwned>(
     fields: &mut Map<String, Value>,
@@ -45,6 +49,8 @@ fn typed<T: DeserializeOwned>(name: &str, value: Value) -> Result<T, GatewayErro
                 | serde_path_to_error::Segment::Unknown => {}
             }
         }
+        // Object keys in the path are the client's: a 3 MiB key must not come back whole.
+        let param = client_text(&param, MAX_PARAM_BYTES);
         let message = format!("invalid '{param}': {}", err.inner());
         GatewayError::InvalidField {
             param,

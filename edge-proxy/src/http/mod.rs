@@ -22,7 +22,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use chat::RequestId;
 use std::sync::Arc;
+use tollgate_contract::usage::client_text;
 use tracing::Instrument;
+
+/// Longest request path echoed in an error or a log line.
+const MAX_ECHOED_PATH_BYTES: usize = 256;
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
@@ -82,14 +86,16 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn unknown_route(request: Request) -> GatewayError {
-    GatewayError::UnknownRoute(request.uri().path().to_owned())
+    GatewayError::UnknownRoute(client_text(request.uri().path(), MAX_ECHOED_PATH_BYTES))
 }
 
 /// Every response carries an `x-request-id`, the handle to find a request in logs and usage.
 async fn request_id(mut request: Request, next: Next) -> Response {
     let id = format!("req_{}", uuid::Uuid::new_v4().simple());
     request.extensions_mut().insert(RequestId(id.clone()));
-    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
+    let path = client_text(request.uri().path(), MAX_ECHOED_PATH_BYTES);
+    let span =
+        tracing::info_span!("request", request_id = %id, method = %request.method(), path = %path);
     let mut response = next.run(request).instrument(span).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use tollgate_proto::v1 as pb;
 
+use tollgate_contract::usage::{MAX_REQUESTED_MODEL_BYTES, client_text};
 pub use tollgate_contract::usage::{UsageSource, UsageStatus};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,7 +51,13 @@ impl From<UsageEvent> for pb::UsageEvent {
             project_id: event.project_id,
             user_id: event.user_id.unwrap_or_default(),
             key_id: event.key_id,
-            requested_model: event.requested_model,
+            // Bounded again on the way out: a spool written by an older edge may hold names
+            // of any length, and one of them must not make its whole report undeliverable.
+            requested_model: if event.requested_model.len() > MAX_REQUESTED_MODEL_BYTES {
+                client_text(&event.requested_model, MAX_REQUESTED_MODEL_BYTES)
+            } else {
+                event.requested_model
+            },
             model: event.model,
             provider: event.provider,
             input_tokens: event.input_tokens,

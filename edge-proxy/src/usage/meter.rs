@@ -17,6 +17,7 @@ use crate::pricing::{Price, TokenUsage};
 use crate::providers::{ProviderError, TimeoutPhase};
 use crate::tokens::TokenCounter;
 use std::time::Instant;
+use tollgate_contract::usage::{MAX_REQUESTED_MODEL_BYTES, client_text};
 
 /// Most tokens or micro-dollars one request can settle against limits (a billion: far beyond
 /// any real request, far below overflowing the counters).
@@ -119,9 +120,11 @@ impl RequestMeter {
         self.admission = Some(admission);
     }
 
+    /// The model the client named, cut to the contract's bound: it is client text, and an
+    /// unbounded one would make every usage report that carries it too big to deliver.
     pub fn requested(&mut self, model: &str, stream: bool) {
         if let Some(event) = self.event.as_mut() {
-            event.requested_model = model.to_owned();
+            event.requested_model = client_text(model, MAX_REQUESTED_MODEL_BYTES);
             event.stream = stream;
         }
     }

@@ -5,6 +5,7 @@
 pub mod event;
 pub mod meter;
 pub mod reporter;
+pub mod segment;
 pub mod spool;
 
 pub use event::{UsageEvent, UsageSource, UsageStatus};

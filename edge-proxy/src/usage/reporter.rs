@@ -3,6 +3,7 @@
 //! retried with backoff forever: events wait on disk, they are never dropped. Re-sending after
 //! a lost ack is safe because ingest is idempotent by event id.
 
+use super::segment::{self, SpooledEvent};
 use super::spool::{self, SpoolState};
 use crate::config::client::Backoff;
 use std::path::PathBuf;
@@ -16,6 +17,8 @@ use tonic::transport::{Channel, Endpoint};
 const REPORT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Re-check the spool at least this often, in case a wake-up was missed.
 const IDLE_RECHECK: Duration = Duration::from_secs(1);
+/// Where records go that even the plane's quarantine refused (inside the spool directory).
+const LOCAL_QUARANTINE_DIR: &str = "quarantine";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -92,6 +95,11 @@ impl UsageReporter {
         Ok(())
     }
 
+    /// Ships one segment as one or more reports and deletes it. A report the plane refuses as
+    /// malformed, and lines that are not events, go to the plane's quarantine instead, so a bad
+    /// record never holds up the events behind it. Only a transient failure (the plane or its
+    /// database unreachable) stops here, to be retried: re-sending the parts already
+    /// acknowledged is harmless, ingest is idempotent.
     async fn ship(
         &self,
         client: &mut UsageServiceClient<Channel>,
@@ -99,27 +107,56 @@ impl UsageReporter {
         path: PathBuf,
     ) -> Result<(), ReportError> {
         let read_path = path.clone();
-        let (events, bytes) = tokio::task::spawn_blocking(move || read_segment(&read_path))
+        let segment = tokio::task::spawn_blocking(move || segment::read(&read_path))
             .await
-            .map_err(|err| ReportError::Spool(err.to_string()))??;
+            .map_err(|err| ReportError::Spool(err.to_string()))?
+            .map_err(|err| ReportError::Spool(format!("{}: {err}", path.display())))?;
+        let mut quarantine = segment.unreadable;
+        for (part, events) in segment::reports(&segment.events).into_iter().enumerate() {
+            let batch_id = format!("{seq:020}-{part}");
+            match self.report(client, &batch_id, events).await {
+                Ok(()) => {}
+                Err(ReportError::Status(status)) if refused_for_good(&status) => {
+                    tracing::error!(seq, part, %status, "control plane refused a usage report as malformed; quarantining its events");
+                    let reason = format!("report refused: {}", status.message());
+                    quarantine.extend(events.iter().map(|event| {
+                        segment::quarantined(&event.line, &reason, &event.wire.event_id)
+                    }));
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        if !quarantine.is_empty() {
+            self.quarantine(client, seq, &quarantine).await?;
+        }
+        let delete_path = path.clone();
+        tokio::task::spawn_blocking(move || std::fs::remove_file(&delete_path))
+            .await
+            .map_err(|err| ReportError::Spool(err.to_string()))?
+            .map_err(|err| ReportError::Spool(format!("{}: {err}", path.display())))?;
+        self.spool.forget_bytes(segment.bytes);
+        Ok(())
+    }
+
+    async fn report(
+        &self,
+        client: &mut UsageServiceClient<Channel>,
+        batch_id: &str,
+        events: &[SpooledEvent],
+    ) -> Result<(), ReportError> {
         let batch = pb::UsageBatch {
             edge_id: self.edge_id.clone(),
-            batch_id: format!("{}-{seq:020}", self.edge_id),
-            events,
+            batch_id: batch_id.to_owned(),
+            events: events.iter().map(|event| event.wire.clone()).collect(),
         };
-        let count = batch.events.len();
-        let mut request = tonic::Request::new(batch);
-        let bearer = format!("Bearer {}", self.join_token)
-            .parse()
-            .map_err(|_| ReportError::Url("join token contains invalid characters".to_owned()))?;
-        request.metadata_mut().insert("authorization", bearer);
+        let request = self.authorized(batch)?;
         let ack = tokio::time::timeout(REPORT_TIMEOUT, client.report(request))
             .await
             .map_err(|_| ReportError::Timeout(REPORT_TIMEOUT))??
             .into_inner();
         tracing::debug!(
-            seq,
-            count,
+            batch_id,
+            count = events.len(),
             accepted = ack.accepted,
             duplicates = ack.duplicates,
             rejected = ack.rejected,
@@ -127,35 +164,179 @@ impl UsageReporter {
         );
         if ack.rejected > 0 {
             tracing::warn!(
-                seq,
+                batch_id,
                 rejected = ack.rejected,
                 "control plane rejected usage events; they are kept in usage_rejected_events"
             );
         }
-        let delete_path = path.clone();
-        tokio::task::spawn_blocking(move || std::fs::remove_file(&delete_path))
-            .await
-            .map_err(|err| ReportError::Spool(err.to_string()))?
-            .map_err(|err| ReportError::Spool(format!("{}: {err}", path.display())))?;
-        self.spool.forget_bytes(bytes);
         Ok(())
+    }
+
+    /// Hands records to the plane's quarantine. If the plane refuses even that, the records
+    /// are written to `quarantine/` in the spool directory and logged: kept, never dropped,
+    /// and no longer in the way.
+    async fn quarantine(
+        &self,
+        client: &mut UsageServiceClient<Channel>,
+        seq: u64,
+        records: &[pb::QuarantinedRecord],
+    ) -> Result<(), ReportError> {
+        for (part, records) in segment::quarantine_batches(records).into_iter().enumerate() {
+            let batch = pb::QuarantineBatch {
+                edge_id: self.edge_id.clone(),
+                batch_id: format!("{seq:020}-q{part}"),
+                records: records.to_vec(),
+            };
+            let request = self.authorized(batch)?;
+            match tokio::time::timeout(REPORT_TIMEOUT, client.quarantine(request)).await {
+                Err(_) => return Err(ReportError::Timeout(REPORT_TIMEOUT)),
+                Ok(Ok(ack)) => {
+                    let ack = ack.into_inner();
+                    tracing::warn!(
+                        seq,
+                        stored = ack.stored,
+                        duplicates = ack.duplicates,
+                        "usage records quarantined in the control plane (usage_rejected_events)"
+                    );
+                }
+                Ok(Err(status)) if refused_for_good(&status) => {
+                    tracing::error!(seq, %status, "control plane refused quarantined usage records; keeping them on local disk");
+                    let dir = self.spool.dir().join(LOCAL_QUARANTINE_DIR);
+                    let file = dir.join(format!("{seq:020}-{part}.jsonl"));
+                    let lines: Vec<u8> = records
+                        .iter()
+                        .flat_map(|record| record.raw.iter().copied().chain([b'\n']))
+                        .collect();
+                    tokio::task::spawn_blocking(move || {
+                        std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&file, lines))
+                    })
+                    .await
+                    .map_err(|err| ReportError::Spool(err.to_string()))?
+                    .map_err(|err| ReportError::Spool(format!("local quarantine: {err}")))?;
+                }
+                Ok(Err(status)) => return Err(ReportError::Status(status)),
+            }
+        }
+        Ok(())
+    }
+
+    fn authorized<T>(&self, message: T) -> Result<tonic::Request<T>, ReportError> {
+        let mut request = tonic::Request::new(message);
+        let bearer = format!("Bearer {}", self.join_token)
+            .parse()
+            .map_err(|_| ReportError::Url("join token contains invalid characters".to_owned()))?;
+        request.metadata_mut().insert("authorization", bearer);
+        Ok(request)
     }
 }
 
-/// Reads one segment. A line that does not parse can only be the torn tail of a write cut by an
-/// OS crash (whole lines are written at once); it is logged and skipped.
-fn read_segment(path: &std::path::Path) -> Result<(Vec<pb::UsageEvent>, u64), ReportError> {
-    let text = std::fs::read(path)
-        .map_err(|err| ReportError::Spool(format!("{}: {err}", path.display())))?;
-    let bytes = text.len() as u64;
-    let mut events = Vec::new();
-    for line in text.split(|&b| b == b'\n').filter(|line| !line.is_empty()) {
-        match serde_json::from_slice::<super::UsageEvent>(line) {
-            Ok(event) => events.push(event.into()),
-            Err(err) => {
-                tracing::error!(path = %path.display(), error = %err, "skipping a torn usage spool line")
+/// Whether the plane refused the content itself, so sending it again can never succeed:
+/// a malformed batch (INVALID_ARGUMENT) or one too big to decode (OUT_OF_RANGE). Everything
+/// else (unreachable, unavailable, a timeout, a bad join token) may pass later.
+fn refused_for_good(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::InvalidArgument | tonic::Code::OutOfRange
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::usage::spool::tests::event;
+    use std::sync::Mutex;
+    use tollgate_proto::v1::usage_service_server::{UsageService, UsageServiceServer};
+
+    /// A control plane that refuses every report holding the event `poison` as malformed, and
+    /// records what it accepted and what it quarantined.
+    #[derive(Default, Clone)]
+    struct Plane {
+        reported: Arc<Mutex<Vec<String>>>,
+        quarantined: Arc<Mutex<Vec<pb::QuarantinedRecord>>>,
+    }
+
+    #[tonic::async_trait]
+    impl UsageService for Plane {
+        async fn report(
+            &self,
+            request: tonic::Request<pb::UsageBatch>,
+        ) -> Result<tonic::Response<pb::UsageAck>, tonic::Status> {
+            let batch = request.into_inner();
+            if batch.events.iter().any(|event| event.event_id == "poison") {
+                return Err(tonic::Status::invalid_argument("events: malformed"));
             }
+            let mut reported = self.reported.lock().unwrap();
+            reported.extend(batch.events.into_iter().map(|event| event.event_id));
+            Ok(tonic::Response::new(pb::UsageAck::default()))
+        }
+
+        async fn quarantine(
+            &self,
+            request: tonic::Request<pb::QuarantineBatch>,
+        ) -> Result<tonic::Response<pb::QuarantineAck>, tonic::Status> {
+            let mut quarantined = self.quarantined.lock().unwrap();
+            quarantined.extend(request.into_inner().records);
+            Ok(tonic::Response::new(pb::QuarantineAck::default()))
         }
     }
-    Ok((events, bytes))
+
+    fn write_segment(dir: &std::path::Path, seq: u64, lines: &[Vec<u8>]) {
+        let text: Vec<u8> = lines
+            .iter()
+            .flat_map(|l| l.iter().copied().chain([b'\n']))
+            .collect();
+        std::fs::write(dir.join(format!("{seq:020}.jsonl")), text).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_refused_segment_is_quarantined_and_the_segments_behind_it_still_ship() {
+        let plane = Plane::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = tonic::transport::Server::builder()
+            .add_service(UsageServiceServer::new(plane.clone()))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
+        tokio::spawn(server);
+
+        let dir = tempfile::tempdir().unwrap();
+        let line = |id: &str| serde_json::to_vec(&event(id)).unwrap();
+        write_segment(
+            dir.path(),
+            1,
+            &[line("a"), line("poison"), b"{torn".to_vec()],
+        );
+        write_segment(dir.path(), 2, &[line("b")]);
+        let (_sink, spool, _writer) =
+            spool::open(spool::SpoolConfig::new(dir.path().to_owned())).unwrap();
+        let reporter = UsageReporter {
+            control_plane: format!("http://{address}"),
+            join_token: "token".into(),
+            edge_id: "e".into(),
+            spool: Arc::clone(&spool),
+        };
+        let shutdown = CancellationToken::new();
+        let running = tokio::spawn(reporter.run(shutdown.clone()));
+
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !spool::sealed_segments(dir.path()).unwrap().is_empty() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "segments never shipped"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        shutdown.cancel();
+        running.await.unwrap();
+
+        assert_eq!(*plane.reported.lock().unwrap(), ["b"]);
+        let quarantined = plane.quarantined.lock().unwrap();
+        let mut ids: Vec<(&str, bool)> = quarantined
+            .iter()
+            .map(|r| (r.event_id.as_str(), r.reason.starts_with("report refused")))
+            .collect();
+        ids.sort_unstable();
+        assert_eq!(ids, [("", false), ("a", true), ("poison", true)]);
+        assert!(!dir.path().join(LOCAL_QUARANTINE_DIR).exists());
+    }
 }

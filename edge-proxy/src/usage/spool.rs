@@ -386,7 +386,7 @@ impl Writer {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::usage::event::{UsageSource, UsageStatus};
 

@@ -96,6 +96,14 @@ pub const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
 /// `MAX_BATCH_BYTES` so one report is quick to send, store and retry.
 pub const REPORT_TARGET_BYTES: usize = 1024 * 1024;
 
+/// Most bytes of one quarantined record the plane keeps (the rest is cut, its length and digest
+/// kept): enough to see what went wrong, bounded whatever the spool holds.
+pub const MAX_QUARANTINED_RECORD_BYTES: usize = 64 * 1024;
+/// Most records one `UsageService.Quarantine` call may carry.
+pub const MAX_QUARANTINED_RECORDS_PER_BATCH: usize = 1_000;
+/// Longest quarantine reason kept, in bytes.
+pub const MAX_QUARANTINE_REASON_BYTES: usize = 2_000;
+
 /// Text a client chose, made storable: NUL (which Postgres text cannot hold) and other control
 /// characters replaced by U+FFFD, then cut at a character boundary to at most `max_bytes`.
 /// Only the kept prefix is looked at, however long the input.
