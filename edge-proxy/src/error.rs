@@ -37,6 +37,8 @@ pub enum GatewayError {
     BodyTooLarge { limit_bytes: usize },
     #[error("Could not read the request body: {0}")]
     BodyRead(String),
+    #[error("The request body did not arrive within {seconds} s.")]
+    BodyReadTimeout { seconds: u64 },
     #[error(
         "The gateway cannot record usage right now (its usage spool is full); try again later."
     )]

@@ -12,6 +12,7 @@ use tollgate_edge_proxy::config::client::{self, ConfigClient};
 use tollgate_edge_proxy::config::runtime::Runtime;
 use tollgate_edge_proxy::config::state::{self, StateStore};
 use tollgate_edge_proxy::config::{RuntimeHolder, file};
+use tollgate_edge_proxy::http::server::ConnectionLimits;
 use tollgate_edge_proxy::http::{self, AppState, DEFAULT_MAX_BODY_BYTES};
 use tollgate_edge_proxy::limits::Limiter;
 use tollgate_edge_proxy::limits::clock::SystemClock;
@@ -75,6 +76,19 @@ struct ServeArgs {
     /// mode only; a request that misses or a counter running low triggers a call at once).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..))]
     lease_interval_ms: u64,
+    /// Longest time a client may take to send a request's headers.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    header_read_timeout_secs: u64,
+    /// Longest time a client may take to send a request's body (all of it).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    body_read_timeout_secs: u64,
+    /// A connection with no request in flight for this long is closed (keep-alive idle).
+    #[arg(long, default_value_t = 75, value_parser = clap::value_parser!(u64).range(1..))]
+    idle_timeout_secs: u64,
+    /// Most client connections open at once; at the cap the idlest one makes room for a new
+    /// one. Default: half the open-file limit left after a reserve, at most 16384.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: Option<u64>,
 }
 
 #[tokio::main]
@@ -182,20 +196,29 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         spool: spool_state,
         limiter,
-        metrics,
+        metrics: Arc::clone(&metrics),
     });
+    let max_connections = match args.max_connections {
+        Some(max) => usize::try_from(max).unwrap_or(usize::MAX),
+        None => http::server::default_max_connections(),
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    tracing::info!(listen = %args.listen, "edge serving HTTP");
+    tracing::info!(listen = %args.listen, max_connections, "edge serving HTTP");
+    let limits = ConnectionLimits {
+        header_read_timeout: Duration::from_secs(args.header_read_timeout_secs),
+        body_read_timeout: Duration::from_secs(args.body_read_timeout_secs),
+        idle_timeout: Duration::from_secs(args.idle_timeout_secs),
+        max_connections,
+    };
     let on_signal = shutdown.clone();
-    axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(async move {
-            let _ = tokio::signal::ctrl_c().await;
-            tracing::info!("shutting down");
-            on_signal.cancel();
-        })
-        .await?;
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+        on_signal.cancel();
+    });
+    http::server::serve(listener, http::router(state), limits, metrics, shutdown).await;
     // Every sink clone is gone with the server: the writer seals its segment and exits.
     let sealed = tokio::task::spawn_blocking(move || spool_writer.join());
     if tokio::time::timeout(Duration::from_secs(5), sealed)

@@ -13,6 +13,11 @@ struct OutcomeLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RejectionLabels {
     /// The level (org, team, project, user, key), never an id: bounded cardinality.
     scope: &'static str,
@@ -25,6 +30,8 @@ pub struct Metrics {
     fallback_active: Gauge,
     lease_requests: Family<OutcomeLabels, Counter>,
     limit_rejections: Family<RejectionLabels, Counter>,
+    open_connections: Gauge,
+    shed_connections: Family<ReasonLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -54,7 +61,21 @@ impl Metrics {
             "Requests refused with 429 by a limit, by level and metric",
             limit_rejections.clone(),
         );
+        let open_connections = Gauge::default();
+        registry.register(
+            "tollgate_http_connections_open",
+            "Client connections the edge holds open",
+            open_connections.clone(),
+        );
+        let shed_connections = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "tollgate_http_connections_shed",
+            "Client connections closed by the edge's connection limits, by reason (idle, evicted, refused)",
+            shed_connections.clone(),
+        );
         Self {
+            open_connections,
+            shed_connections,
             registry,
             fallback_active,
             lease_requests,
@@ -78,6 +99,21 @@ impl Metrics {
         let outcome = if ok { "ok" } else { "error" };
         self.lease_requests
             .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    pub fn connection_opened(&self) {
+        self.open_connections.inc();
+    }
+
+    pub fn connection_closed(&self) {
+        self.open_connections.dec();
+    }
+
+    /// `reason`: `idle`, `evicted` or `refused`.
+    pub fn connection_shed(&self, reason: &'static str) {
+        self.shed_connections
+            .get_or_create(&ReasonLabels { reason })
             .inc();
     }
 

@@ -37,6 +37,7 @@ impl GatewayError {
             Self::ModelNotAllowed(_) => StatusCode::FORBIDDEN,
             Self::ModelNotFound(_) | Self::UnknownRoute(_) => StatusCode::NOT_FOUND,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyReadTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::NotReady | Self::UsageSpoolFull => StatusCode::SERVICE_UNAVAILABLE,
             Self::LimitExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Provider(err) => provider_status(err),
@@ -55,6 +56,7 @@ impl GatewayError {
                 ("invalid_request_error", code, Some(param.clone()))
             }
             Self::BodyRead(_) => ("invalid_request_error", "invalid_body", None),
+            Self::BodyReadTimeout { .. } => ("invalid_request_error", "request_timeout", None),
             Self::MissingApiKey | Self::InvalidApiKey | Self::ExpiredApiKey => {
                 ("invalid_request_error", "invalid_api_key", None)
             }

@@ -7,6 +7,7 @@ pub mod errors;
 mod messages;
 mod models;
 mod pipeline;
+pub mod server;
 
 use crate::config::RuntimeHolder;
 use crate::error::GatewayError;
