@@ -40,7 +40,7 @@ pub enum GatewayError {
     #[error("The request body did not arrive within {seconds} s.")]
     BodyReadTimeout { seconds: u64 },
     #[error(
-        "The gateway cannot record usage right now (its usage spool is full); try again later."
+        "The gateway cannot record usage right now (its usage spool is full or its disk cannot be written); try again later."
     )]
     UsageSpoolFull,
     #[error("Unknown endpoint: {0}")]

@@ -122,7 +122,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     spool_config.full_policy = args.spool_full;
     spool_config.fsync_interval = Duration::from_millis(args.spool_fsync_interval_ms);
     let (usage_sink, spool_state, spool_writer) = spool::open(spool_config)?;
-    let metrics = Arc::new(Metrics::new());
+    let mut metrics = Metrics::new();
+    metrics.watch_spool(&spool_state);
+    let metrics = Arc::new(metrics);
     // With a control plane the limiter leases its limits; from a file it owns them alone.
     let limiter = Arc::new(Limiter::new(
         args.control_plane.is_some(),

@@ -102,6 +102,21 @@ impl Metrics {
             .inc();
     }
 
+    /// Exports the usage spool's signals: whether its disk refuses writes, and events lost.
+    pub fn watch_spool(&mut self, spool: &crate::usage::SpoolState) {
+        let (write_failing, lost_events) = spool.gauges();
+        self.registry.register(
+            "tollgate_usage_spool_write_failing",
+            "1 while the usage spool cannot write to its disk (its full policy then applies)",
+            write_failing,
+        );
+        self.registry.register(
+            "tollgate_usage_events_lost",
+            "Usage events that could not be queued for the spool's disk",
+            lost_events,
+        );
+    }
+
     pub fn connection_opened(&self) {
         self.open_connections.inc();
     }

@@ -2,7 +2,8 @@
 //! A tenant with a valid key attacks the gateway: whatever it sends, it must never stop serving
 //! or billing for anyone else.
 
-use tollgate_e2e::{Stack, chat_body, usage_rows, wait_for_usage};
+use std::time::Duration;
+use tollgate_e2e::{Stack, chat_body, eventually, usage_rows, wait_for_usage};
 
 /// 3 MiB: a model name far past any real one, below the 16 MiB body limit.
 const HUGE_MODEL_NAME_BYTES: usize = 3 << 20;
@@ -75,4 +76,119 @@ async fn huge_model_names_are_bounded_and_never_hold_up_anyone_elses_usage() {
         );
     }
     assert_eq!(usage_rows(&stack.db).await.len(), poison_ids.len() + 1);
+}
+
+/// A tmpfs of `size` mounted on a fresh directory (the test machine runs as root), unmounted on
+/// drop: a disk that really fills up.
+struct TinyDisk {
+    dir: tempfile::TempDir,
+}
+
+impl TinyDisk {
+    fn mount(size: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .status()
+            .expect("run mount");
+        assert!(status.success(), "mounting a tmpfs needs root: {status}");
+        Self { dir }
+    }
+
+    /// Fills the disk with one file; returns its path.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.dir.path().join("filler");
+        let mut file = std::fs::File::create(&path).unwrap();
+        let chunk = vec![0u8; 4096];
+        while file.write_all(&chunk).is_ok() {}
+        path
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// Before: with the spool's disk full, requests kept getting 200 while their events were lost,
+/// each waiting event held a blocking thread (5 → 516 threads), and a 64 KB prompt hung once
+/// the blocking pool was exhausted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_spool_disk_refuses_at_once_and_recovers_when_space_returns() {
+    let disk = TinyDisk::mount("1m");
+    let spool_dir = disk.dir.path().join("spool");
+    let spool_arg = spool_dir.display().to_string();
+    let stack = Stack::start_with_edge_args(&["--spool-dir", &spool_arg]).await;
+    let client = stack.client();
+    let key = stack.demo.key.clone();
+    let filler = disk.fill();
+
+    let mut served = Vec::new();
+    eventually(Duration::from_secs(30), async || {
+        let reply = client
+            .chat(Some(&key), &chat_body("mock-small", "hi"))
+            .await?;
+        if reply.status == 200 {
+            served.push(reply.request_id().unwrap_or_default().to_owned());
+        }
+        anyhow::ensure!(reply.status == 503, "status {}", reply.status);
+        Ok::<_, anyhow::Error>(reply)
+    })
+    .await
+    .assert_openai_error(503, "service_unavailable", "usage_spool_full", None);
+    assert!(
+        served.len() < 50,
+        "{} requests served on a full disk",
+        served.len()
+    );
+
+    let big_prompt = "x".repeat(64 * 1024);
+    let reply = tokio::time::timeout(
+        Duration::from_secs(30),
+        client.chat(Some(&key), &chat_body("mock-small", &big_prompt)),
+    )
+    .await
+    .expect("a 64 KB prompt is answered, not hung")
+    .unwrap();
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    let metrics = stack.edge.metrics().await.unwrap();
+    assert_eq!(
+        metrics
+            .value("tollgate_usage_spool_write_failing", &[])
+            .unwrap(),
+        1.0
+    );
+
+    std::fs::remove_file(filler).unwrap();
+    eventually(Duration::from_secs(30), async || {
+        let reply = client
+            .chat(Some(&key), &chat_body("mock-small", "hi"))
+            .await?;
+        anyhow::ensure!(reply.status == 200, "status {}", reply.status);
+        Ok::<_, anyhow::Error>(())
+    })
+    .await;
+    // What was served while the disk filled up is billed once space returned.
+    for id in &served {
+        assert_eq!(wait_for_usage(&stack.db, id).await.status, "ok");
+    }
+    let metrics = stack.edge.metrics().await.unwrap();
+    assert_eq!(
+        metrics
+            .value("tollgate_usage_events_lost_total", &[])
+            .unwrap(),
+        0.0
+    );
 }

@@ -10,6 +10,8 @@
 //! the control plane acknowledged it.
 
 use super::event::UsageEvent;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::DirBuilderExt;
@@ -82,6 +84,12 @@ pub struct SpoolState {
     bytes: AtomicU64,
     max_bytes: u64,
     full_policy: SpoolFullPolicy,
+    /// 1 while the writer cannot persist (disk full, I/O error): from that moment the full
+    /// policy applies, until a write succeeds again.
+    write_failing: Gauge,
+    /// Events that could not even be queued for the disk (`--spool-full serve` during a long
+    /// write failure): counted and logged, never silent.
+    lost_events: Counter,
     /// Woken whenever a segment is sealed, so the reporter ships it without polling delay.
     pub sealed: tokio::sync::Notify,
 }
@@ -95,9 +103,20 @@ impl SpoolState {
         self.bytes.load(Ordering::Relaxed)
     }
 
-    /// True when new requests must be refused because their usage could not be kept.
+    /// True when new requests must be refused because their usage could not be kept: the
+    /// spool is over its size limit or its disk refuses writes, under `--spool-full reject`.
     pub fn refuses_requests(&self) -> bool {
-        self.full_policy == SpoolFullPolicy::Reject && self.bytes() >= self.max_bytes
+        self.full_policy == SpoolFullPolicy::Reject
+            && (self.bytes() >= self.max_bytes || self.write_failing())
+    }
+
+    pub fn write_failing(&self) -> bool {
+        self.write_failing.get() != 0
+    }
+
+    /// The spool's signals for the edge's metrics registry.
+    pub fn gauges(&self) -> (Gauge, Counter) {
+        (self.write_failing.clone(), self.lost_events.clone())
     }
 
     pub fn forget_bytes(&self, bytes: u64) {
@@ -110,34 +129,36 @@ impl SpoolState {
 #[derive(Debug, Clone)]
 pub struct UsageSink {
     sender: SyncSender<UsageEvent>,
+    lost_events: Counter,
 }
 
 impl UsageSink {
     /// A sink over any channel; the spool's writer is the one used in production. Benchmarks
     /// use a draining thread instead, to measure the request path without the disk.
     pub fn from_sender(sender: SyncSender<UsageEvent>) -> Self {
-        Self { sender }
+        Self {
+            sender,
+            lost_events: Counter::default(),
+        }
     }
 
+    /// Never waits: the queue in front of the writer holds `channel_capacity` events, as many as
+    /// the edge serves while a write failure is noticed (from then on `refuses_requests` under
+    /// the reject policy). An event that finds it full is counted as lost and logged: a thread
+    /// per waiting event is how a full disk used to exhaust the blocking pool.
     pub fn record(&self, event: UsageEvent) {
-        match self.sender.try_send(event) {
-            Ok(()) => {}
-            // The disk is behind: wait for room on a blocking thread rather than drop the event
-            // or block this async one.
-            Err(TrySendError::Full(event)) => {
-                let sender = self.sender.clone();
-                tokio::task::spawn_blocking(move || {
-                    if sender.send(event).is_err() {
-                        tracing::error!(
-                            "usage spool writer stopped; an event could not be spooled"
-                        );
-                    }
-                });
-            }
-            Err(TrySendError::Disconnected(event)) => {
-                tracing::error!(event_id = %event.event_id, "usage spool writer stopped; an event could not be spooled");
-            }
-        }
+        let (reason, event) = match self.sender.try_send(event) {
+            Ok(()) => return,
+            Err(TrySendError::Full(event)) => ("the queue to the spool's disk is full", event),
+            Err(TrySendError::Disconnected(event)) => ("the spool writer stopped", event),
+        };
+        self.lost_events.inc();
+        tracing::error!(
+            event_id = %event.event_id,
+            request_id = %event.request_id,
+            reason,
+            "usage event lost: it could not be spooled"
+        );
     }
 }
 
@@ -172,6 +193,8 @@ pub fn open(
         bytes: AtomicU64::new(bytes),
         max_bytes: config.max_bytes,
         full_policy: config.full_policy,
+        write_failing: Gauge::default(),
+        lost_events: Counter::default(),
         sealed: tokio::sync::Notify::new(),
     });
     let (sender, receiver) = mpsc::sync_channel(config.channel_capacity);
@@ -188,7 +211,11 @@ pub fn open(
     if state.bytes() > 0 {
         state.sealed.notify_one();
     }
-    Ok((UsageSink { sender }, state, thread))
+    let sink = UsageSink {
+        sender,
+        lost_events: state.lost_events.clone(),
+    };
+    Ok((sink, state, thread))
 }
 
 /// Sealed segments, oldest first: what the reporter ships.
@@ -219,6 +246,10 @@ fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
 struct OpenSegment {
     path: PathBuf,
     file: File,
+    /// Bytes of whole records in the file: a failed write is cut back to this.
+    len: u64,
+    /// A failed write could not be cut back: nothing more is appended to this segment.
+    torn: bool,
     events: usize,
     opened: Instant,
     dirty_since: Option<Instant>,
@@ -289,12 +320,26 @@ impl Writer {
         }
     }
 
+    /// A failing step marks the spool unwritable at once (so the full policy applies to new
+    /// requests) and is retried with backoff, keeping its events, until the disk takes them.
     fn retry_until_done(&mut self, mut step: impl FnMut(&mut Self) -> Result<(), SpoolError>) {
         let mut delay = Duration::from_millis(10);
+        let mut failures: u64 = 0;
         while let Err(err) = step(self) {
-            tracing::error!(error = %err, "usage spool write failed; retrying");
+            if failures == 0 {
+                self.state.write_failing.set(1);
+            }
+            // Once at first, then about every minute: a full disk must not fill the log too.
+            if failures.is_power_of_two() || failures.is_multiple_of(60) {
+                tracing::error!(error = %err, failures = failures + 1, policy = ?self.state.full_policy, "usage spool cannot write; retrying until the disk takes it");
+            }
+            failures += 1;
             std::thread::sleep(delay);
             delay = (delay * 2).min(Duration::from_secs(1));
+        }
+        if failures > 0 {
+            self.state.write_failing.set(0);
+            tracing::warn!(failures, "usage spool writes again");
         }
     }
 
@@ -302,16 +347,25 @@ impl Writer {
         if lines.is_empty() {
             return Ok(());
         }
+        if self.open.as_ref().is_some_and(|segment| segment.torn) {
+            self.seal()?;
+        }
         if self.open.is_none() {
             self.open = Some(self.open_segment()?);
         }
         let Some(segment) = self.open.as_mut() else {
             return Ok(());
         };
-        segment
-            .file
-            .write_all(lines)
-            .map_err(io_error(&segment.path))?;
+        if let Err(err) = segment.file.write_all(lines) {
+            // Part of the lines may have reached the file: cut it back, so a retry never
+            // leaves a torn record in front of the whole one.
+            if let Err(cut) = segment.file.set_len(segment.len) {
+                tracing::error!(error = %cut, path = %segment.path.display(), "cannot cut a failed spool write back; the segment is sealed and its torn tail quarantined when shipped");
+                segment.torn = true;
+            }
+            return Err(io_error(&segment.path)(err));
+        }
+        segment.len += lines.len() as u64;
         segment.events += count;
         segment.dirty_since.get_or_insert_with(Instant::now);
         self.state
@@ -334,6 +388,8 @@ impl Writer {
         Ok(OpenSegment {
             path,
             file,
+            len: 0,
+            torn: false,
             events: 0,
             opened: Instant::now(),
             dirty_since: None,
@@ -495,5 +551,102 @@ pub(crate) mod tests {
         config.full_policy = SpoolFullPolicy::Serve;
         let (_sink, state, _thread) = open(config).unwrap();
         assert!(state.bytes() >= 10 && !state.refuses_requests());
+    }
+
+    /// A tmpfs of `size` bytes mounted on a fresh directory (the test machine runs as root),
+    /// unmounted on drop: a disk that really fills up.
+    pub(crate) struct TinyDisk {
+        pub dir: tempfile::TempDir,
+    }
+
+    impl TinyDisk {
+        pub(crate) fn mount(size: &str) -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let status = std::process::Command::new("mount")
+                .args([
+                    "-t",
+                    "tmpfs",
+                    "-o",
+                    &format!("size={size},mode=0700"),
+                    "tmpfs",
+                ])
+                .arg(dir.path())
+                .status()
+                .expect("run mount");
+            assert!(status.success(), "mounting a tmpfs needs root: {status}");
+            Self { dir }
+        }
+
+        /// Fills the disk with one file; returns its path.
+        pub(crate) fn fill(&self) -> PathBuf {
+            let path = self.dir.path().join("filler");
+            let mut file = File::create(&path).unwrap();
+            let chunk = vec![0u8; 4096];
+            while file.write_all(&chunk).is_ok() {}
+            path
+        }
+    }
+
+    impl Drop for TinyDisk {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(self.dir.path())
+                .status();
+        }
+    }
+
+    fn wait_until(what: &str, condition: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !condition() {
+            assert!(Instant::now() < deadline, "timed out waiting until {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Before: a full disk left requests served while events waited on one blocking thread
+    /// each, and a partly written batch was written again whole after the disk recovered,
+    /// leaving a torn line in front of it.
+    #[test]
+    fn a_full_disk_refuses_requests_at_once_tears_nothing_and_recovers_by_itself() {
+        let disk = TinyDisk::mount("256k");
+        let spool_dir = disk.dir.path().join("spool");
+        let mut config = SpoolConfig::new(spool_dir.clone());
+        config.segment_max_events = 10_000;
+        let (sink, state, thread) = open(config).unwrap();
+        let filler = disk.fill();
+
+        for i in 0..200 {
+            sink.record(event(&format!("{i:03}")));
+        }
+        wait_until("the spool notices the full disk", || state.write_failing());
+        assert!(state.refuses_requests());
+        assert_eq!(state.gauges().1.get(), 0, "no event is lost while it waits");
+
+        fs::remove_file(filler).unwrap();
+        wait_until("the spool writes again", || !state.write_failing());
+        assert!(!state.refuses_requests());
+        drop(sink);
+        thread.join().unwrap();
+        // Every line parses (read_all panics on a torn one) and nothing is missing or doubled.
+        let ids: Vec<String> = read_all(&spool_dir)
+            .into_iter()
+            .map(|e| e.event_id)
+            .collect();
+        let expected: Vec<String> = (0..200).map(|i| format!("{i:03}")).collect();
+        assert_eq!(ids, expected);
+    }
+
+    #[test]
+    fn events_past_the_queue_are_counted_as_lost_without_a_thread_each() {
+        let (sender, receiver) = mpsc::sync_channel(2);
+        let sink = UsageSink::from_sender(sender);
+        for i in 0..5 {
+            sink.record(event(&i.to_string()));
+        }
+        assert_eq!(sink.lost_events.get(), 3);
+        drop(receiver);
+        sink.record(event("after"));
+        assert_eq!(sink.lost_events.get(), 4);
     }
 }
