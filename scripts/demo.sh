@@ -9,14 +9,14 @@
 # State (master key, admin token, pid files, logs, the edge's snapshot) lives in .tollgate-demo/
 # at the repository root and survives restarts. Environment:
 #   DATABASE_URL        default postgres://postgres@127.0.0.1:5432/tollgate
-#   TOLLGATE_GRPC_PORT  control plane gRPC port, default 50051
+#   TOLLGATE_GRPC_PORT  control plane gRPC port, default 8051
 #   TOLLGATE_HTTP_PORT  edge HTTP port, default 8080
 set -euo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 state_dir="$repo_root/.tollgate-demo"
 bin_dir="$repo_root/target/debug"
-grpc_port=${TOLLGATE_GRPC_PORT:-50051}
+grpc_port=${TOLLGATE_GRPC_PORT:-8051}
 http_port=${TOLLGATE_HTTP_PORT:-8080}
 database_url=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/tollgate}
 control_plane_url="http://127.0.0.1:$grpc_port"
@@ -192,7 +192,8 @@ up() {
 
   log "starting an edge on $edge_url"
   mkdir -p "$state_dir/edge-state"
-  nohup "$bin_dir/tollgate-edge" serve --control-plane "$control_plane_url" --join-token "$join_token" \
+  # The join token goes in the environment, not on the command line, where `ps` shows it.
+  TOLLGATE_JOIN_TOKEN="$join_token" nohup "$bin_dir/tollgate-edge" serve --control-plane "$control_plane_url" \
     --listen "127.0.0.1:$http_port" --state-dir "$state_dir/edge-state" \
     --edge-id demo-edge --region local \
     >"$state_dir/edge.log" 2>&1 </dev/null &

@@ -28,13 +28,33 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
-    #[error("cannot listen for metrics on {addr}: {source}")]
+    #[error(
+        "cannot listen for gRPC on {addr}: {source}{}",
+        port_hint(source, "--listen")
+    )]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot listen for metrics on {addr}: {source}{}",
+        port_hint(source, "--metrics-listen")
+    )]
     MetricsListen {
         addr: SocketAddr,
         source: std::io::Error,
     },
     #[error("alert webhook client: {0}")]
     WebhookClient(#[from] reqwest::Error),
+}
+
+/// What to do about a port another process holds.
+fn port_hint(source: &std::io::Error, flag: &str) -> String {
+    if source.kind() == std::io::ErrorKind::AddrInUse {
+        format!(" (another process holds this port; choose another with {flag} HOST:PORT)")
+    } else {
+        String::new()
+    }
 }
 
 pub struct ServeOptions {
@@ -54,6 +74,13 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
+    // Bound first: a port in use must fail before anything starts or claims to be serving.
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: options.listen,
+            source,
+        })?;
     let versions = version_watch::spawn(pool.clone(), shutdown.clone()).await?;
     let upkeep_stop = shutdown.child_token();
     let metrics = Metrics::new();
@@ -106,7 +133,10 @@ pub async fn serve(
         .add_service(pb::config_service_server::ConfigServiceServer::new(config))
         .add_service(usage.into_server())
         .add_service(leases.into_server())
-        .serve_with_shutdown(options.listen, shutdown.cancelled_owned())
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown.cancelled_owned(),
+        )
         .await;
     // The server also stops on a transport error; the background tasks must not outlive it.
     upkeep_stop.cancel();

@@ -39,7 +39,7 @@ enum Command {
 
 #[derive(Args)]
 struct ServeArgs {
-    /// Control plane gRPC URL, e.g. http://127.0.0.1:50051.
+    /// Control plane gRPC URL, e.g. http://127.0.0.1:8051.
     #[arg(long, conflicts_with = "config")]
     control_plane: Option<String>,
     /// Static TOML config instead of a control plane.

@@ -243,7 +243,7 @@ impl ControlPlane {
     }
 
     /// Runs `tollgate-cp <args> --database-url <db>` with the plane's secrets in the environment.
-    async fn cp_command(&self, args: &[&str]) -> CommandOutput {
+    pub async fn cp_command(&self, args: &[&str]) -> CommandOutput {
         let mut command = base_command(&binary_path("tollgate-cp"));
         command
             .args(args)

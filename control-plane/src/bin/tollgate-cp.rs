@@ -27,7 +27,7 @@ enum Command {
     Serve {
         #[arg(long, env = "DATABASE_URL", default_value = db::DEFAULT_DATABASE_URL)]
         database_url: String,
-        #[arg(long, default_value = "127.0.0.1:50051")]
+        #[arg(long, default_value = "127.0.0.1:8051")]
         listen: SocketAddr,
         /// Bootstrap admin token every admin call must present.
         #[arg(
@@ -79,7 +79,18 @@ fn parse_webhook_url(text: &str) -> anyhow::Result<url::Url> {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            // One line naming the cause chain, never a backtrace: this is an operator's error.
+            eprintln!("tollgate-cp: error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(

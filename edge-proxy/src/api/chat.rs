@@ -103,8 +103,11 @@ impl ChatCompletionRequest {
         }
         let stream = fields::optional(&mut object, "stream")?.unwrap_or(false);
         let stream_options = fields::optional(&mut object, "stream_options")?;
-        let max_tokens = fields::optional(&mut object, "max_tokens")?;
-        let max_completion_tokens = fields::optional(&mut object, "max_completion_tokens")?;
+        let max_tokens = at_least_one(fields::optional(&mut object, "max_tokens")?, "max_tokens")?;
+        let max_completion_tokens = at_least_one(
+            fields::optional(&mut object, "max_completion_tokens")?,
+            "max_completion_tokens",
+        )?;
         let n: Option<u32> = fields::optional(&mut object, "n")?;
         if n.is_some_and(|n| n == 0 || n > MAX_CHOICES) {
             return Err(invalid_value(
@@ -139,6 +142,14 @@ impl ChatCompletionRequest {
     pub fn choices(&self) -> u32 {
         self.n.unwrap_or(1).max(1)
     }
+}
+
+/// An output cap of 0 asks for nothing a provider can produce (OpenAI refuses it).
+fn at_least_one(cap: Option<u32>, param: &str) -> Result<Option<u32>, GatewayError> {
+    if cap == Some(0) {
+        return Err(invalid_value(param, "must be at least 1"));
+    }
+    Ok(cap)
 }
 
 fn invalid_value(param: &str, reason: &str) -> GatewayError {
@@ -339,6 +350,14 @@ mod tests {
             parse_err(r#"{"model":"m","messages":[{"role":"user"}],"n":129}"#),
             ("n".into(), FieldProblem::InvalidValue)
         );
+        assert_eq!(
+            parse_err(r#"{"model":"m","messages":[{"role":"user"}],"max_completion_tokens":-1}"#),
+            ("max_completion_tokens".into(), FieldProblem::WrongType)
+        );
+        for cap in ["max_tokens", "max_completion_tokens"] {
+            let body = format!(r#"{{"model":"m","messages":[{{"role":"user"}}],"{cap}":0}}"#);
+            assert_eq!(parse_err(&body), (cap.into(), FieldProblem::InvalidValue));
+        }
         assert_eq!(
             parse_err(r#"{"model":"m","messages":[{"role":"user"}],"max_completion_tokens":-1}"#),
             ("max_completion_tokens".into(), FieldProblem::WrongType)

@@ -220,7 +220,12 @@ async fn count_prompt(
     let for_count = Arc::clone(&shared);
     let tokens = tokio::task::spawn_blocking(move || counter.count_chat_prompt(&model, &for_count))
         .await
-        .unwrap_or(0);
+        .unwrap_or_else(|err| {
+            // Counting 0 would let the request past every token limit and budget. A token is
+            // at least one byte of the body, so its length is a safe upper bound.
+            tracing::error!(error = %err, body_len, "prompt token count failed; reserving the body's length in tokens");
+            body_len as u64
+        });
     let request = Arc::try_unwrap(shared).unwrap_or_else(|shared| (*shared).clone());
     (request, tokens)
 }

@@ -19,7 +19,7 @@ pub struct Cli {
         long,
         global = true,
         env = "TOLLGATE_CONTROL_PLANE",
-        default_value = "http://127.0.0.1:50051"
+        default_value = "http://127.0.0.1:8051"
     )]
     pub control_plane: String,
 
