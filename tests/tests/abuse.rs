@@ -192,3 +192,50 @@ async fn a_full_spool_disk_refuses_at_once_and_recovers_when_space_returns() {
         0.0
     );
 }
+
+/// Before: an older snapshot file put back in the state dir was accepted on restart, so a key
+/// revoked since then worked again while the control plane was unreachable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_snapshot_put_back_is_refused_on_restart() {
+    let mut stack = Stack::start().await;
+    let doomed = stack.create_key(&[]).await;
+    let state_dir = stack.edge.state_dir().unwrap().to_owned();
+    let snapshot = state_dir.join("config-snapshot.bin");
+    let floor = state_dir.join("version-floor");
+    let before_revocation = std::fs::read(&snapshot).unwrap();
+
+    stack.cp.ctl_json(&["keys", "revoke", &doomed.id]).await;
+    let client = stack.client();
+    eventually(Duration::from_secs(30), async || {
+        let status = client.chat_status(&doomed.plaintext, "mock-small").await?;
+        anyhow::ensure!(status == 401, "revoked key answered {status}");
+        Ok::<_, anyhow::Error>(())
+    })
+    .await;
+    // The revocation's snapshot is on disk once the floor holds its version.
+    let revoked_version = stack.db.config_version().await;
+    eventually(Duration::from_secs(30), async || {
+        let saved: i64 = std::fs::read_to_string(&floor)?.trim().parse()?;
+        anyhow::ensure!(
+            saved >= revoked_version,
+            "floor {saved}, want {revoked_version}"
+        );
+        Ok::<_, anyhow::Error>(())
+    })
+    .await;
+
+    stack.edge.stop();
+    stack.cp.stop();
+    std::fs::write(&snapshot, &before_revocation).unwrap();
+    stack.edge.restart().await;
+    let status = stack
+        .client()
+        .chat_status(&doomed.plaintext, "mock-small")
+        .await
+        .unwrap();
+    assert_ne!(
+        status, 200,
+        "the revoked key works again from the old snapshot"
+    );
+    assert_eq!(stack.edge.readyz_status().await.unwrap(), 503);
+}

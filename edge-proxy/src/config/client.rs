@@ -165,7 +165,7 @@ impl ConfigClient {
                 self.runtime.store(runtime);
                 tracing::info!(version, "applied config snapshot");
                 if let Some(state) = &self.state {
-                    persist(Arc::clone(state), encoded).await;
+                    persist(Arc::clone(state), encoded, version).await;
                 }
                 edge_message(pb::edge_message::Kind::Ack(pb::SnapshotAck {
                     config_version: version,
@@ -188,8 +188,8 @@ fn edge_message(kind: pb::edge_message::Kind) -> pb::EdgeMessage {
 
 /// Writes the snapshot off the async threads. A failed write is logged, not fatal: the edge
 /// still serves, it just could not start from this version after a restart.
-async fn persist(state: Arc<StateStore>, encoded: Vec<u8>) {
-    match tokio::task::spawn_blocking(move || state.save(&encoded)).await {
+async fn persist(state: Arc<StateStore>, encoded: Vec<u8>, version: u64) {
+    match tokio::task::spawn_blocking(move || state.save(&encoded, version)).await {
         Ok(Ok(())) => {}
         Ok(Err(err)) => tracing::error!(error = %err, "could not persist config snapshot"),
         Err(err) => tracing::error!(error = %err, "snapshot persist task failed"),
@@ -198,9 +198,14 @@ async fn persist(state: Arc<StateStore>, encoded: Vec<u8>) {
 
 /// Loads the snapshot saved by an earlier run, if any, and compiles it.
 pub async fn restore(state: Arc<StateStore>, http: &HttpClients) -> Option<Runtime> {
-    let loaded = tokio::task::spawn_blocking(move || state.load()).await;
-    let bytes = match loaded {
-        Ok(Ok(Some(bytes))) => bytes,
+    let loaded = tokio::task::spawn_blocking(move || {
+        state
+            .load()
+            .map(|bytes| bytes.map(|bytes| (bytes, state.version_floor())))
+    })
+    .await;
+    let (bytes, floor) = match loaded {
+        Ok(Ok(Some(loaded))) => loaded,
         Ok(Ok(None)) => return None,
         Ok(Err(err)) => {
             tracing::warn!(error = %err, "ignoring saved config snapshot");
@@ -213,6 +218,15 @@ pub async fn restore(state: Arc<StateStore>, http: &HttpClients) -> Option<Runti
     };
     let compiled = pb::ConfigSnapshot::decode(bytes.as_slice())
         .map_err(|err| err.to_string())
+        .and_then(|wire| {
+            if wire.version < floor {
+                return Err(format!(
+                    "it is version {}, older than version {floor} this edge already applied (a file put back?); a revoked key could work again",
+                    wire.version
+                ));
+            }
+            Ok(wire)
+        })
         .and_then(|wire| Snapshot::try_from(wire).map_err(|err| err.to_string()))
         .and_then(|snapshot| Runtime::compile(snapshot, http).map_err(|err| err.to_string()));
     match compiled {

@@ -16,6 +16,39 @@ const NONCE_LEN: usize = 12;
 const SNAPSHOT_FILE: &str = "config-snapshot.bin";
 const EDGE_ID_FILE: &str = "edge-id";
 const KNOWN_EDGES_FILE: &str = "known-edges";
+/// The highest config version this edge has saved: a snapshot file older than it (a backup put
+/// back, a file copied from elsewhere) is refused at start, so a revoked key never works again.
+const VERSION_FLOOR_FILE: &str = "version-floor";
+
+/// Creates `dir` 0700, and makes it 0700 if it already existed with a wider mode.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let mode = fs::metadata(dir)?.permissions().mode() & 0o777;
+    if mode != 0o700 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Writes a small file 0600 through a temp file and a rename, so a reader never sees half of it.
+fn write_private(dir: &Path, name: &str, contents: &[u8]) -> Result<(), StateError> {
+    let path = dir.join(name);
+    let temp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temp)
+        .map_err(io_error(&temp))?;
+    file.write_all(contents).map_err(io_error(&temp))?;
+    file.sync_all().map_err(io_error(&temp))?;
+    fs::rename(&temp, &path).map_err(io_error(&path))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -52,11 +85,7 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
 
 impl StateStore {
     pub fn open(dir: &Path, join_token: &str) -> Result<Self, StateError> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(io_error(dir))?;
+        private_dir(dir).map_err(io_error(dir))?;
         let mut hasher = Sha256::new();
         hasher.update(b"tollgate-edge-state-v1\0");
         hasher.update(join_token.as_bytes());
@@ -71,8 +100,29 @@ impl StateStore {
         self.dir.join(SNAPSHOT_FILE)
     }
 
-    /// Blocking: call from `spawn_blocking`.
-    pub fn save(&self, plaintext: &[u8]) -> Result<(), StateError> {
+    /// The highest version saved so far (0 when none).
+    pub fn version_floor(&self) -> u64 {
+        fs::read_to_string(self.dir.join(VERSION_FLOOR_FILE))
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Blocking: call from `spawn_blocking`. Saves the snapshot of `version` and raises the
+    /// version floor to it.
+    pub fn save(&self, plaintext: &[u8], version: u64) -> Result<(), StateError> {
+        self.save_snapshot(plaintext)?;
+        if version > self.version_floor() {
+            write_private(
+                &self.dir,
+                VERSION_FLOOR_FILE,
+                version.to_string().as_bytes(),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn save_snapshot(&self, plaintext: &[u8]) -> Result<(), StateError> {
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
         let ciphertext = self
             .cipher
@@ -145,13 +195,9 @@ pub fn edge_id(dir: &Path) -> Result<String, StateError> {
             return Ok(existing.to_owned());
         }
     }
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(io_error(dir))?;
+    private_dir(dir).map_err(io_error(dir))?;
     let id = format!("edge-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    fs::write(&path, &id).map_err(io_error(&path))?;
+    write_private(dir, EDGE_ID_FILE, id.as_bytes())?;
     Ok(id)
 }
 
@@ -169,15 +215,8 @@ pub fn known_edges(dir: &Path) -> Option<u32> {
 
 /// Stores the known-edge count (temp file + rename, so a reader never sees half a number).
 pub fn save_known_edges(dir: &Path, count: u32) -> Result<(), StateError> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(io_error(dir))?;
-    let path = dir.join(KNOWN_EDGES_FILE);
-    let temp = dir.join(format!("{KNOWN_EDGES_FILE}.tmp"));
-    fs::write(&temp, count.to_string()).map_err(io_error(&temp))?;
-    fs::rename(&temp, &path).map_err(io_error(&path))
+    private_dir(dir).map_err(io_error(dir))?;
+    write_private(dir, KNOWN_EDGES_FILE, count.to_string().as_bytes())
 }
 
 #[cfg(test)]
@@ -191,7 +230,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = StateStore::open(dir.path(), "tgj_a").unwrap();
         assert!(store.load().unwrap().is_none());
-        store.save(b"snapshot with sk-secret").unwrap();
+        store.save(b"snapshot with sk-secret", 1).unwrap();
         assert_eq!(store.load().unwrap().unwrap(), b"snapshot with sk-secret");
 
         let path = dir.path().join(SNAPSHOT_FILE);
@@ -221,6 +260,34 @@ mod tests {
         assert_eq!(known_edges(dir.path()), Some(3));
         fs::write(dir.path().join(KNOWN_EDGES_FILE), "garbage").unwrap();
         assert_eq!(known_edges(dir.path()), None);
+    }
+
+    /// Before: an existing state dir kept its 0755 and the edge id was written 0644.
+    #[test]
+    fn an_existing_state_dir_is_made_private_and_its_files_are_0600() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("state");
+        fs::create_dir(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        edge_id(&dir).unwrap();
+        save_known_edges(&dir, 2).unwrap();
+        let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join(EDGE_ID_FILE)), 0o600);
+        assert_eq!(mode(&dir.join(KNOWN_EDGES_FILE)), 0o600);
+        let store = StateStore::open(&dir, "tgj").unwrap();
+        store.save(b"v5", 5).unwrap();
+        assert_eq!(mode(&dir.join(VERSION_FLOOR_FILE)), 0o600);
+    }
+
+    #[test]
+    fn the_version_floor_only_moves_forward() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(dir.path(), "tgj").unwrap();
+        assert_eq!(store.version_floor(), 0);
+        store.save(b"v7", 7).unwrap();
+        store.save(b"v3", 3).unwrap();
+        assert_eq!(store.version_floor(), 7);
     }
 
     #[test]

@@ -208,7 +208,16 @@ impl UsageReporter {
                         .flat_map(|record| record.raw.iter().copied().chain([b'\n']))
                         .collect();
                     tokio::task::spawn_blocking(move || {
-                        std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&file, lines))
+                        use std::io::Write;
+                        use std::os::unix::fs::OpenOptionsExt;
+                        crate::config::state::private_dir(&dir)?;
+                        std::fs::OpenOptions::new()
+                            .write(true)
+                            .create(true)
+                            .truncate(true)
+                            .mode(0o600)
+                            .open(&file)?
+                            .write_all(&lines)
                     })
                     .await
                     .map_err(|err| ReportError::Spool(err.to_string()))?

@@ -14,7 +14,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -167,11 +167,7 @@ impl UsageSink {
 pub fn open(
     config: SpoolConfig,
 ) -> Result<(UsageSink, Arc<SpoolState>, std::thread::JoinHandle<()>), SpoolError> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&config.dir)
-        .map_err(io_error(&config.dir))?;
+    crate::config::state::private_dir(&config.dir).map_err(io_error(&config.dir))?;
     let mut next_seq = 0;
     let mut bytes = 0;
     for entry in fs::read_dir(&config.dir).map_err(io_error(&config.dir))? {
@@ -382,6 +378,7 @@ impl Writer {
         let file = OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&path)
             .map_err(io_error(&path))?;
         self.next_seq += 1;
@@ -517,6 +514,24 @@ pub(crate) mod tests {
         thread.join().unwrap();
         assert_eq!(read_all(dir.path()).last().unwrap().event_id, "7");
         assert!(state.bytes() >= fs::read_dir(dir.path()).unwrap().count() as u64);
+    }
+
+    /// Before: segments were 0644 and an existing spool directory kept its mode.
+    #[test]
+    fn the_spool_directory_and_its_segments_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("spool");
+        fs::create_dir(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        let (sink, _state, thread) = open(SpoolConfig::new(dir.clone())).unwrap();
+        sink.record(event("private"));
+        drop(sink);
+        thread.join().unwrap();
+        let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        let segments = sealed_segments(&dir).unwrap();
+        assert_eq!(mode(&segments[0].1), 0o600);
     }
 
     #[test]
