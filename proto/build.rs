@@ -16,6 +16,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={proto}");
     }
     tonic_prost_build::configure()
+        // Junk from a peer is INVALID_ARGUMENT, not INTERNAL: see src/codec.rs.
+        .codec_path("crate::codec::ProstCodec")
         // Admin clients print responses as JSON; the derive keeps that output in step with the
         // contract instead of hand-copied structs.
         .type_attribute(".tollgate.v1", "#[derive(serde::Serialize)]")

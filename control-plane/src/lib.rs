@@ -8,6 +8,7 @@ pub mod config_stream;
 pub mod crypto;
 pub mod db;
 pub mod error;
+pub mod join_gate;
 pub mod limits;
 pub mod secrets;
 pub mod seed;

@@ -4,7 +4,7 @@
 use super::batch::UsageBatch;
 use super::ingest::ingest;
 use super::quarantine::{self, QuarantineBatch};
-use crate::auth::verify_join_token;
+use crate::join_gate::JoinTokenGate;
 use chrono::Utc;
 use sqlx::PgPool;
 use std::time::Instant;
@@ -29,10 +29,13 @@ impl UsageIngestService {
         Self { pool }
     }
 
-    /// The tonic server for this service, sized for the largest batch we accept.
-    pub fn into_server(self) -> pb::usage_service_server::UsageServiceServer<Self> {
-        pb::usage_service_server::UsageServiceServer::new(self)
-            .max_decoding_message_size(MAX_BATCH_BYTES)
+    /// The tonic server for this service, sized for the largest batch we accept, behind the
+    /// join-token gate (a caller without a token never gets its batch decoded).
+    pub fn into_server(self) -> JoinTokenGate<pb::usage_service_server::UsageServiceServer<Self>> {
+        let pool = self.pool.clone();
+        let server = pb::usage_service_server::UsageServiceServer::new(self)
+            .max_decoding_message_size(MAX_BATCH_BYTES);
+        JoinTokenGate::new(server, pool)
     }
 }
 
@@ -42,7 +45,6 @@ impl pb::usage_service_server::UsageService for UsageIngestService {
         &self,
         request: Request<pb::UsageBatch>,
     ) -> Result<Response<pb::UsageAck>, Status> {
-        verify_join_token(&self.pool, request.metadata()).await?;
         let started = Instant::now();
         let batch = UsageBatch::from_wire(request.into_inner(), Utc::now())?;
         let outcome = ingest(&self.pool, &batch).await?;
@@ -76,7 +78,6 @@ impl pb::usage_service_server::UsageService for UsageIngestService {
         &self,
         request: Request<pb::QuarantineBatch>,
     ) -> Result<Response<pb::QuarantineAck>, Status> {
-        verify_join_token(&self.pool, request.metadata()).await?;
         let batch = QuarantineBatch::from_wire(request.into_inner())?;
         let stored = quarantine::store(&self.pool, &batch).await?;
         let total = u32::try_from(batch.records.len()).unwrap_or(u32::MAX);

@@ -242,11 +242,15 @@ impl UsageReporter {
 /// Whether the plane refused the content itself, so sending it again can never succeed:
 /// a malformed batch (INVALID_ARGUMENT) or one too big to decode (OUT_OF_RANGE). Everything
 /// else (unreachable, unavailable, a timeout, a bad join token) may pass later.
+/// A message that did not decode (on either side of the link) is not a verdict on the events.
 fn refused_for_good(status: &tonic::Status) -> bool {
+    let undecodable = status
+        .message()
+        .starts_with(tollgate_proto::codec::MALFORMED_MESSAGE_PREFIX);
     matches!(
         status.code(),
         tonic::Code::InvalidArgument | tonic::Code::OutOfRange
-    )
+    ) && !undecodable
 }
 
 #[cfg(test)]

@@ -302,7 +302,7 @@ fn simple_request(stream: bool) -> Value {
 #[tokio::test]
 async fn error_invalid_argument() {
     let mut request = simple_request(false);
-    request["max_tokens"] = json!(0);
+    request["temperature"] = json!(5);
     let record = chat(
         request,
         UpstreamReply::error(400, &fixture("error_400.json")),
