@@ -45,6 +45,15 @@ pub enum GatewayError {
     UsageSpoolFull,
     #[error("Unknown endpoint: {0}")]
     UnknownRoute(String),
+    #[error("Method {method} is not allowed on {path}.")]
+    MethodNotAllowed { method: String, path: String },
+    #[error(
+        "The request headers are too large: at most {max_headers} headers and {max_bytes} bytes of them."
+    )]
+    HeadersTooLarge {
+        max_headers: usize,
+        max_bytes: usize,
+    },
     #[error("The gateway has not loaded a configuration yet; try again shortly.")]
     NotReady,
     #[error("{0}")]

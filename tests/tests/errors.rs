@@ -386,3 +386,46 @@ async fn edge_without_config_answers_503_not_ready() {
         .unwrap();
     reply.assert_openai_error(503, "service_unavailable", "not_ready", None);
 }
+
+/// Before: these answers had empty bodies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_methods_and_oversized_headers_get_openai_errors() {
+    let stack = Stack::start().await;
+    let http = tollgate_e2e::http_client();
+    let reply = |response: reqwest::Response| async move {
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.expect("a JSON error body");
+        (
+            status,
+            body["error"]["code"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        )
+    };
+
+    let wrong_method = http.get(stack.edge.url("/v1/chat/completions")).send();
+    assert_eq!(
+        reply(wrong_method.await.unwrap()).await,
+        (405, "method_not_allowed".to_owned())
+    );
+
+    let mut many = http.get(stack.edge.url("/v1/models"));
+    for i in 0..150 {
+        many = many.header(format!("x-filler-{i}"), "1");
+    }
+    assert_eq!(
+        reply(many.send().await.unwrap()).await,
+        (431, "request_header_fields_too_large".to_owned())
+    );
+
+    let big = http
+        .get(stack.edge.url("/v1/models"))
+        .header("x-big-1", "a".repeat(40_000))
+        .header("x-big-2", "b".repeat(40_000))
+        .send();
+    assert_eq!(
+        reply(big.await.unwrap()).await,
+        (431, "request_header_fields_too_large".to_owned())
+    );
+}

@@ -36,6 +36,8 @@ impl GatewayError {
             }
             Self::ModelNotAllowed(_) => StatusCode::FORBIDDEN,
             Self::ModelNotFound(_) | Self::UnknownRoute(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyReadTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::NotReady | Self::UsageSpoolFull => StatusCode::SERVICE_UNAVAILABLE,
@@ -72,6 +74,12 @@ impl GatewayError {
             ),
             Self::BodyTooLarge { .. } => ("invalid_request_error", "request_too_large", None),
             Self::UnknownRoute(_) => ("invalid_request_error", "unknown_url", None),
+            Self::MethodNotAllowed { .. } => ("invalid_request_error", "method_not_allowed", None),
+            Self::HeadersTooLarge { .. } => (
+                "invalid_request_error",
+                "request_header_fields_too_large",
+                None,
+            ),
             Self::NotReady => ("service_unavailable", "not_ready", None),
             Self::UsageSpoolFull => ("service_unavailable", "usage_spool_full", None),
             Self::LimitExceeded(exceeded) => limit_kind_and_code(exceeded),

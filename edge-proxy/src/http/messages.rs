@@ -21,8 +21,11 @@ use std::sync::Arc;
 /// Anything else under `/v1/messages/` (e.g. the SDK's `count_tokens`): a 404 in Anthropic's
 /// shape, since the caller is an Anthropic client.
 pub async fn unknown(request: axum::extract::Request) -> Response {
-    crate::error::GatewayError::UnknownRoute(request.uri().path().to_owned())
-        .into_anthropic_response()
+    crate::error::GatewayError::UnknownRoute(tollgate_contract::usage::client_text(
+        request.uri().path(),
+        super::MAX_ECHOED_PATH_BYTES,
+    ))
+    .into_anthropic_response()
 }
 
 pub async fn create(

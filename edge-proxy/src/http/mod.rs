@@ -28,6 +28,11 @@ use tracing::Instrument;
 
 /// Longest request path echoed in an error or a log line.
 const MAX_ECHOED_PATH_BYTES: usize = 256;
+/// Most request headers the edge reads; hyper itself stops at `HYPER_MAX_HEADERS`, past which
+/// its bare 431 is the answer, so the JSON one covers everything in between.
+pub const MAX_HEADERS: usize = 100;
+/// Most bytes of header names and values in one request.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
@@ -53,6 +58,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/messages", post(messages::create))
         .route("/v1/messages/{*rest}", any(messages::unknown))
         .fallback(unknown_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(bounded_headers))
         .layer(middleware::from_fn(request_id))
         .with_state(state)
 }
@@ -88,6 +95,30 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 
 async fn unknown_route(request: Request) -> GatewayError {
     GatewayError::UnknownRoute(client_text(request.uri().path(), MAX_ECHOED_PATH_BYTES))
+}
+
+async fn method_not_allowed(request: Request) -> GatewayError {
+    GatewayError::MethodNotAllowed {
+        method: client_text(request.method().as_str(), MAX_ECHOED_PATH_BYTES),
+        path: client_text(request.uri().path(), MAX_ECHOED_PATH_BYTES),
+    }
+}
+
+/// Oversized headers get the OpenAI-style 431 (hyper's own answer has no body).
+async fn bounded_headers(request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if headers.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
+        return GatewayError::HeadersTooLarge {
+            max_headers: MAX_HEADERS,
+            max_bytes: MAX_HEADER_BYTES,
+        }
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// Every response carries an `x-request-id`, the handle to find a request in logs and usage.

@@ -31,6 +31,11 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// File descriptors kept back from client connections: upstream calls, the spool, the
 /// reporter, the config stream, logs.
 const RESERVED_FILE_DESCRIPTORS: u64 = 512;
+/// Headers hyper parses before it answers a bare 431 itself; the router answers an OpenAI-style
+/// 431 above `http::MAX_HEADERS`.
+const HYPER_MAX_HEADERS: usize = 1024;
+/// Bytes hyper buffers for a request head (and body reads).
+const HYPER_MAX_BUFFER_BYTES: usize = 1024 * 1024;
 /// Upper bound of the default connection cap, whatever the descriptor limit allows.
 const DEFAULT_MAX_CONNECTIONS: u64 = 16_384;
 /// Pause after a failed accept (out of descriptors): retrying at once would spin.
@@ -173,7 +178,9 @@ async fn serve_connection(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
+        .header_read_timeout(limits.header_read_timeout)
+        .max_headers(HYPER_MAX_HEADERS)
+        .max_buf_size(HYPER_MAX_BUFFER_BYTES);
     builder.http2().timer(TokioTimer::new());
     let served = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(served);
