@@ -48,6 +48,7 @@ async fn serve(sink: UsageSink, spool: Arc<SpoolState>) -> String {
     let state = Arc::new(AppState {
         runtime,
         max_body_bytes: 1 << 20,
+        parse_limits: Default::default(),
         meter: MeterContext {
             sink,
             counter: TokenCounter::new(),

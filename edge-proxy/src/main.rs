@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tollgate_edge_proxy::api::json::{self, ParseLimits};
 use tollgate_edge_proxy::config::client::{self, ConfigClient};
 use tollgate_edge_proxy::config::runtime::Runtime;
 use tollgate_edge_proxy::config::state::{self, StateStore};
@@ -60,6 +61,13 @@ struct ServeArgs {
     region: String,
     #[arg(long, default_value_t = DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
+    /// Most messages in a chat or Messages request, inputs in an embeddings request.
+    #[arg(long, default_value_t = json::DEFAULT_MAX_ITEMS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_messages: usize,
+    /// Most JSON values (objects, arrays, strings, numbers) in one request body: bounds the
+    /// memory a parsed body takes, whatever its shape.
+    #[arg(long, default_value_t = json::DEFAULT_MAX_VALUES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(16..))]
+    max_json_values: usize,
     /// Usage spool directory (default: <state-dir>/usage-spool).
     #[arg(long)]
     spool_dir: Option<PathBuf>,
@@ -191,6 +199,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let state = Arc::new(AppState {
         runtime,
         max_body_bytes: args.max_body_bytes,
+        parse_limits: ParseLimits {
+            max_values: args.max_json_values,
+            max_items: args.max_messages,
+        },
         meter: MeterContext {
             sink: usage_sink,
             counter: TokenCounter::new(),

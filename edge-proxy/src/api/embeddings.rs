@@ -2,6 +2,7 @@
 //! vectors; `encoding_format: "base64"` (the openai SDKs' default) is applied by the HTTP layer.
 
 use super::fields;
+use super::json::{self, ParseLimits};
 use crate::error::{FieldProblem, GatewayError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -68,13 +69,13 @@ impl EmbeddingInput {
 impl EmbeddingsRequest {
     /// Parses and validates a request body; every failure names the field.
     pub fn parse(body: &[u8]) -> Result<Self, GatewayError> {
-        let value: Value = serde_json::from_slice(body)
-            .map_err(|err| GatewayError::MalformedJson(err.to_string()))?;
-        let Value::Object(mut object) = value else {
-            return Err(GatewayError::MalformedJson(
-                "the request body must be a JSON object".to_owned(),
-            ));
-        };
+        Self::parse_within(body, &ParseLimits::default())
+    }
+
+    /// Like [`Self::parse`], with the body's size bounded by `limits` before it is a tree.
+    pub fn parse_within(body: &[u8], limits: &ParseLimits) -> Result<Self, GatewayError> {
+        let mut object = json::parse_object(body, limits)?;
+        json::check_item_count(&object, "input", limits.max_items)?;
         let model: String = fields::required(&mut object, "model")?;
         if model.is_empty() {
             return Err(invalid_value("model", "must not be empty"));

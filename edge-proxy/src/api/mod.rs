@@ -5,5 +5,6 @@
 pub mod chat;
 pub mod embeddings;
 mod fields;
+pub mod json;
 pub mod messages;
 pub mod models;

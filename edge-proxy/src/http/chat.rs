@@ -41,14 +41,9 @@ pub async fn completions(
     body: Body,
 ) -> Result<Response, GatewayError> {
     let caller = Caller::authenticate(&state, &headers)?;
-    let outcome = run_chat(
-        &state,
-        &caller,
-        &request_id,
-        &headers,
-        body,
-        ChatCompletionRequest::parse,
-    )
+    let outcome = run_chat(&state, &caller, &request_id, &headers, body, |body| {
+        ChatCompletionRequest::parse_within(body, &state.parse_limits)
+    })
     .await;
     let mut response = match outcome {
         Ok(ChatOutcome::Complete {

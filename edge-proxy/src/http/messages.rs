@@ -41,7 +41,7 @@ pub async fn create(
     // The name the client asked for, which every rendered message carries.
     let mut model = String::new();
     let outcome = run_chat(&state, &caller, &request_id, &headers, body, |body| {
-        let request = messages::parse(body)?;
+        let request = messages::parse_within(body, &state.parse_limits)?;
         model.clone_from(&request.model);
         Ok(request)
     })

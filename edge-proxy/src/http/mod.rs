@@ -9,6 +9,7 @@ mod models;
 mod pipeline;
 pub mod server;
 
+use crate::api::json::ParseLimits;
 use crate::config::RuntimeHolder;
 use crate::error::GatewayError;
 use crate::limits::Limiter;
@@ -40,6 +41,8 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 pub struct AppState {
     pub runtime: Arc<RuntimeHolder>,
     pub max_body_bytes: usize,
+    /// How much JSON one body may hold (values, messages or inputs).
+    pub parse_limits: ParseLimits,
     pub meter: MeterContext,
     pub spool: Arc<SpoolState>,
     /// Limit counters; outlives config swaps.

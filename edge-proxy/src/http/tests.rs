@@ -48,6 +48,7 @@ pub(super) async fn serve_snapshot(mut wire: pb::ConfigSnapshot) -> Served {
     let state = Arc::new(AppState {
         runtime,
         max_body_bytes: 1 << 20,
+        parse_limits: Default::default(),
         meter: MeterContext {
             sink: UsageSink::from_sender(sender),
             counter: TokenCounter::new(),

@@ -11,6 +11,6 @@ mod request;
 mod response;
 mod stream;
 
-pub use request::parse;
+pub use request::{parse, parse_within};
 pub use response::{ContentBlock, Message, MessageUsage, render};
 pub use stream::{MessageStream, MessageStreamEvent};

@@ -22,18 +22,22 @@ use super::input::{
     Tool, ToolChoice,
 };
 use crate::api::chat::{ChatCompletionRequest, ChatMessage, MessageContent, Role, StreamOptions};
+use crate::api::json::{self, ParseLimits};
 use crate::error::{FieldProblem, GatewayError};
 use serde_json::{Map, Number, Value, json};
 
 /// Parses a `POST /v1/messages` body into the request the gateway routes.
 pub fn parse(body: &[u8]) -> Result<ChatCompletionRequest, GatewayError> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|err| GatewayError::MalformedJson(err.to_string()))?;
-    let Value::Object(mut fields) = value else {
-        return Err(GatewayError::MalformedJson(
-            "the request body must be a JSON object".to_owned(),
-        ));
-    };
+    parse_within(body, &ParseLimits::default())
+}
+
+/// Like [`parse`], with the body's size bounded by `limits` before it is a tree.
+pub fn parse_within(
+    body: &[u8],
+    limits: &ParseLimits,
+) -> Result<ChatCompletionRequest, GatewayError> {
+    let mut fields = json::parse_object(body, limits)?;
+    json::check_item_count(&fields, "messages", limits.max_items)?;
     let model: String = required(&mut fields, "model")?;
     if model.is_empty() {
         return Err(invalid("model", "must not be empty"));
