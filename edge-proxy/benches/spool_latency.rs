@@ -49,6 +49,7 @@ async fn serve(sink: UsageSink, spool: Arc<SpoolState>) -> String {
         runtime,
         max_body_bytes: 1 << 20,
         parse_limits: Default::default(),
+        body_budget: Default::default(),
         meter: MeterContext {
             sink,
             counter: TokenCounter::new(),

@@ -43,6 +43,8 @@ pub enum GatewayError {
         "The gateway cannot record usage right now (its usage spool is full or its disk cannot be written); try again later."
     )]
     UsageSpoolFull,
+    #[error("The gateway is reading too many large request bodies at once; try again shortly.")]
+    BodyBudgetExhausted,
     #[error("Unknown endpoint: {0}")]
     UnknownRoute(String),
     #[error("Method {method} is not allowed on {path}.")]

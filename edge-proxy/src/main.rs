@@ -13,6 +13,7 @@ use tollgate_edge_proxy::config::client::{self, ConfigClient};
 use tollgate_edge_proxy::config::runtime::Runtime;
 use tollgate_edge_proxy::config::state::{self, StateStore};
 use tollgate_edge_proxy::config::{RuntimeHolder, file};
+use tollgate_edge_proxy::http::body::{BodyBudget, DEFAULT_MAX_BODY_BYTES_IN_FLIGHT};
 use tollgate_edge_proxy::http::server::ConnectionLimits;
 use tollgate_edge_proxy::http::{self, AppState, DEFAULT_MAX_BODY_BYTES};
 use tollgate_edge_proxy::limits::Limiter;
@@ -61,6 +62,10 @@ struct ServeArgs {
     region: String,
     #[arg(long, default_value_t = DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
+    /// Bytes of request bodies held at once across all requests; a body that finds no room
+    /// waits up to 10 s, then gets 503 `server_busy`.
+    #[arg(long, default_value_t = DEFAULT_MAX_BODY_BYTES_IN_FLIGHT)]
+    max_body_bytes_in_flight: usize,
     /// Most messages in a chat or Messages request, inputs in an embeddings request.
     #[arg(long, default_value_t = json::DEFAULT_MAX_ITEMS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     max_messages: usize,
@@ -199,6 +204,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let state = Arc::new(AppState {
         runtime,
         max_body_bytes: args.max_body_bytes,
+        body_budget: BodyBudget::new(args.max_body_bytes_in_flight),
         parse_limits: ParseLimits {
             max_values: args.max_json_values,
             max_items: args.max_messages,

@@ -131,7 +131,7 @@ async fn serve(
     parse: impl FnOnce(&[u8]) -> Result<ChatCompletionRequest, GatewayError>,
     meter: &mut RequestMeter,
 ) -> Result<Served, GatewayError> {
-    let body = read_limited(body, headers, state.max_body_bytes).await?;
+    let body = read_limited(body, headers, state.max_body_bytes, &state.body_budget).await?;
     let request = parse(&body)?;
     meter.requested(&request.model, request.stream);
     let route = routing::resolve(&caller.runtime, &caller.key, &request.model)?;

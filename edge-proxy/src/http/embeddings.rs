@@ -94,7 +94,7 @@ async fn serve(
     body: Body,
     meter: &mut RequestMeter,
 ) -> Result<(EmbeddingsResponse, String, EncodingFormat), GatewayError> {
-    let body = read_limited(body, headers, state.max_body_bytes).await?;
+    let body = read_limited(body, headers, state.max_body_bytes, &state.body_budget).await?;
     let request = EmbeddingsRequest::parse_within(&body, &state.parse_limits)?;
     meter.requested(&request.model, false);
     let route = routing::resolve(&caller.runtime, &caller.key, &request.model)?;

@@ -40,7 +40,9 @@ impl GatewayError {
             Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyReadTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
-            Self::NotReady | Self::UsageSpoolFull => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotReady | Self::UsageSpoolFull | Self::BodyBudgetExhausted => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::LimitExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Provider(err) => provider_status(err),
         }
@@ -82,6 +84,7 @@ impl GatewayError {
             ),
             Self::NotReady => ("service_unavailable", "not_ready", None),
             Self::UsageSpoolFull => ("service_unavailable", "usage_spool_full", None),
+            Self::BodyBudgetExhausted => ("service_unavailable", "server_busy", None),
             Self::LimitExceeded(exceeded) => limit_kind_and_code(exceeded),
             Self::Provider(ProviderError::Unsupported { param, .. }) => (
                 "invalid_request_error",

@@ -1,6 +1,6 @@
 //! The HTTP surface: OpenAI-compatible endpoints plus health and readiness probes.
 
-mod body;
+pub mod body;
 mod chat;
 mod embeddings;
 pub mod errors;
@@ -22,6 +22,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
+use body::BodyBudget;
 use chat::RequestId;
 use std::sync::Arc;
 use tollgate_contract::usage::client_text;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// How much JSON one body may hold (values, messages or inputs).
     pub parse_limits: ParseLimits,
+    /// Bytes of request bodies held at once across all requests.
+    pub body_budget: BodyBudget,
     pub meter: MeterContext,
     pub spool: Arc<SpoolState>,
     /// Limit counters; outlives config swaps.

@@ -49,6 +49,7 @@ pub(super) async fn serve_snapshot(mut wire: pb::ConfigSnapshot) -> Served {
         runtime,
         max_body_bytes: 1 << 20,
         parse_limits: Default::default(),
+        body_budget: Default::default(),
         meter: MeterContext {
             sink: UsageSink::from_sender(sender),
             counter: TokenCounter::new(),
