@@ -44,6 +44,11 @@ pub enum ServeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot write the listen address to {path}: {source}")]
+    ListenAddressFile {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("alert webhook client: {0}")]
     WebhookClient(#[from] reqwest::Error),
 }
@@ -59,6 +64,8 @@ fn port_hint(source: &std::io::Error, flag: &str) -> String {
 
 pub struct ServeOptions {
     pub listen: SocketAddr,
+    /// Where to write the bound address once bound (`--listen-address-file`).
+    pub listen_address_file: Option<std::path::PathBuf>,
     pub admin_token: String,
     pub master_key: MasterKey,
     /// How long a lease grant lives unrenewed (`--lease-ttl-ms`).
@@ -119,7 +126,19 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
 
-    tracing::info!(listen = %options.listen, "control plane serving gRPC");
+    let bound = listener.local_addr().map_err(|source| ServeError::Listen {
+        addr: options.listen,
+        source,
+    })?;
+    if let Some(path) = &options.listen_address_file {
+        tollgate_contract::listen::write_listen_address(path, bound).map_err(|source| {
+            ServeError::ListenAddressFile {
+                path: path.display().to_string(),
+                source,
+            }
+        })?;
+    }
+    tracing::info!(listen = %bound, "control plane serving gRPC");
     let served = tonic::transport::Server::builder()
         // Detects edges that vanished without closing their stream.
         .http2_keepalive_interval(Some(Duration::from_secs(10)))

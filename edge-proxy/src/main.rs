@@ -52,6 +52,9 @@ struct ServeArgs {
     join_token: Option<String>,
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// After binding, write the bound address here (useful with `--listen 127.0.0.1:0`).
+    #[arg(long)]
+    listen_address_file: Option<PathBuf>,
     /// Where the last good config snapshot and the edge id are kept.
     #[arg(long, default_value = "tollgate-edge-state")]
     state_dir: PathBuf,
@@ -225,7 +228,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    tracing::info!(listen = %args.listen, max_connections, "edge serving HTTP");
+    let bound = listener.local_addr()?;
+    if let Some(path) = &args.listen_address_file {
+        tollgate_contract::listen::write_listen_address(path, bound)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    tracing::info!(listen = %bound, max_connections, "edge serving HTTP");
     let limits = ConnectionLimits {
         header_read_timeout: Duration::from_secs(args.header_read_timeout_secs),
         body_read_timeout: Duration::from_secs(args.body_read_timeout_secs),

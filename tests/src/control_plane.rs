@@ -14,7 +14,7 @@ use crate::db::TestDb;
 use crate::eventually::eventually;
 use crate::gateway_client::http_client;
 use crate::metrics::Metrics;
-use crate::ports::{accepts_connections, free_port};
+use crate::ports::{accepts_connections, bound_port};
 use crate::process::{CommandOutput, ManagedProcess, base_command, binary_path, run_to_completion};
 
 /// Longest a one-shot command (migrate, seed-demo, tollgatectl) may run.
@@ -80,7 +80,9 @@ pub struct EdgeStatus {
 /// token and master key, so edges and `tollgatectl` reach it again at the same URL.
 pub struct ControlPlane {
     process: ManagedProcess,
+    /// Learned from `address_file` at the first start, then pinned for restarts.
     port: u16,
+    address_file: std::path::PathBuf,
     admin_token: String,
     master_key_hex: String,
     database_url: String,
@@ -149,14 +151,16 @@ impl ControlPlane {
             .prefix("tollgate-e2e-cp-")
             .tempdir()
             .expect("create a temp dir for control plane logs");
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
+        let address_file = work_dir.path().join("listen-address");
+        let address_file_arg = address_file.display().to_string();
         let mut args: Vec<String> = [
             "serve",
             "--database-url",
             database_url.as_str(),
             "--listen",
-            listen.as_str(),
+            "127.0.0.1:0",
+            "--listen-address-file",
+            address_file_arg.as_str(),
         ]
         .into_iter()
         .map(str::to_owned)
@@ -175,7 +179,8 @@ impl ControlPlane {
         );
         ControlPlane {
             process,
-            port,
+            port: 0,
+            address_file,
             admin_token,
             master_key_hex,
             database_url,
@@ -232,14 +237,21 @@ impl ControlPlane {
     }
 
     async fn launch(&mut self) {
+        let _ = std::fs::remove_file(&self.address_file);
         self.process.start();
-        let port = self.port;
+        let address_file = self.address_file.clone();
         let process = &mut self.process;
-        eventually(STARTUP_TIMEOUT, async || {
+        let port = eventually(STARTUP_TIMEOUT, async || {
             process.assert_running();
-            accepts_connections(port).await
+            let port = bound_port(&address_file)?;
+            accepts_connections(port).await.map(|()| port)
         })
         .await;
+        if self.port == 0 {
+            self.port = port;
+            self.process
+                .set_arg("--listen", &format!("127.0.0.1:{port}"));
+        }
     }
 
     /// Runs `tollgate-cp <args> --database-url <db>` with the plane's secrets in the environment.

@@ -11,7 +11,7 @@ use crate::control_plane::ControlPlane;
 use crate::eventually::eventually;
 use crate::gateway_client::{GatewayClient, http_client};
 use crate::metrics::Metrics;
-use crate::ports::free_port;
+use crate::ports::bound_port;
 use crate::process::{ManagedProcess, binary_path};
 use crate::{PROPAGATION_TIMEOUT, STARTUP_TIMEOUT};
 
@@ -21,7 +21,9 @@ use crate::{PROPAGATION_TIMEOUT, STARTUP_TIMEOUT};
 /// state directory, so a restarted edge is the same edge to clients and to the control plane.
 pub struct Edge {
     process: ManagedProcess,
+    /// Learned from `address_file` at the first start, then pinned for restarts.
     port: u16,
+    address_file: PathBuf,
     edge_id: Option<String>,
     state_dir: Option<PathBuf>,
     http: reqwest::Client,
@@ -116,8 +118,13 @@ impl Edge {
             .prefix("tollgate-e2e-edge-")
             .tempdir()
             .expect("create a temp dir for edge logs");
-        let port = free_port();
-        args.extend(["--listen".to_owned(), format!("127.0.0.1:{port}")]);
+        let address_file = work_dir.path().join("listen-address");
+        args.extend([
+            "--listen".to_owned(),
+            "127.0.0.1:0".to_owned(),
+            "--listen-address-file".to_owned(),
+            address_file.display().to_string(),
+        ]);
         let label = edge_id
             .clone()
             .unwrap_or_else(|| "tollgate-edge".to_owned());
@@ -130,7 +137,8 @@ impl Edge {
         );
         let mut edge = Edge {
             process,
-            port,
+            port: 0,
+            address_file,
             edge_id,
             state_dir,
             http: http_client(),
@@ -147,7 +155,20 @@ impl Edge {
     }
 
     async fn spawn_and_wait_healthy(&mut self) {
+        let _ = std::fs::remove_file(&self.address_file);
         self.process.start();
+        let address_file = self.address_file.clone();
+        let process = &mut self.process;
+        let port = eventually(STARTUP_TIMEOUT, async || {
+            process.assert_running();
+            bound_port(&address_file)
+        })
+        .await;
+        if self.port == 0 {
+            self.port = port;
+            self.process
+                .set_arg("--listen", &format!("127.0.0.1:{port}"));
+        }
         let healthz = self.url("/healthz");
         let http = &self.http;
         let process = &mut self.process;

@@ -58,7 +58,7 @@ pub use limits::{
 };
 pub use load::{LoadPlan, LoadReply, LoadReport, run_load};
 pub use metrics::Metrics;
-pub use ports::free_port;
+pub use ports::{free_port, refusing_port};
 pub use stack::{
     FAKE_ANTHROPIC_MODEL, FAKE_API_KEY, FAKE_AZURE_DEPLOYMENT, FAKE_GEMINI_MODEL,
     FAKE_INPUT_PRICE_MICROS, FAKE_OUTPUT_PRICE_MICROS, FAKE_UPSTREAM_MODEL, Stack,

@@ -148,6 +148,16 @@ impl ManagedProcess {
         }
     }
 
+    /// Sets the value after `flag` for the next start (e.g. pins `--listen` to the port the
+    /// first start was given, so a restarted process keeps its address).
+    pub fn set_arg(&mut self, flag: &str, value: &str) {
+        if let Some(index) = self.args.iter().position(|arg| arg == flag)
+            && let Some(slot) = self.args.get_mut(index + 1)
+        {
+            *slot = OsString::from(value);
+        }
+    }
+
     pub fn label(&self) -> &str {
         &self.label
     }

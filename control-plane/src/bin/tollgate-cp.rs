@@ -29,6 +29,9 @@ enum Command {
         database_url: String,
         #[arg(long, default_value = "127.0.0.1:8051")]
         listen: SocketAddr,
+        /// After binding, write the bound address here (useful with `--listen 127.0.0.1:0`).
+        #[arg(long)]
+        listen_address_file: Option<std::path::PathBuf>,
         /// Bootstrap admin token every admin call must present.
         #[arg(
             long = "admin-token",
@@ -117,6 +120,7 @@ async fn run() -> anyhow::Result<()> {
         Command::Serve {
             database_url,
             listen,
+            listen_address_file,
             admin_token,
             master_key,
             lease_ttl_ms,
@@ -142,6 +146,7 @@ async fn run() -> anyhow::Result<()> {
             });
             let options = server::ServeOptions {
                 listen,
+                listen_address_file,
                 admin_token,
                 master_key,
                 lease_ttl: Duration::from_millis(lease_ttl_ms),

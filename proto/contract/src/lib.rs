@@ -6,6 +6,7 @@
 
 pub mod address;
 pub mod limits;
+pub mod listen;
 pub mod money;
 pub mod provider;
 pub mod usage;

@@ -259,7 +259,9 @@ async fn a_lease_that_is_not_renewed_falls_back_and_the_next_answer_restores_it(
     let h = harness(
         FakePlane {
             known_edges: 2,
-            lease_ttl_ms: 300,
+            // Long enough that a slow first round trip on a loaded machine never expires the
+            // grant before the test uses it.
+            lease_ttl_ms: 2_000,
             ..FakePlane::default()
         },
         Duration::from_millis(50),

@@ -521,7 +521,7 @@ async fn a_failed_batch_fails_the_request_and_stops_the_batches() {
 /// bounds the client's request, not each upstream call.
 #[tokio::test]
 async fn the_total_deadline_spans_all_batches() {
-    // 800 ms of margin for the first batch on a loaded machine; the second cannot finish.
+    // Each batch alone fits the deadline; were it per call, all three would be sent.
     let (base_url, batches) = counting_embed_upstream(None, Duration::from_millis(1_200)).await;
     let mut target = crate::providers::test_target("gemini-embed", "gemini-embedding-001");
     target.deadlines.total = Duration::from_secs(2);
@@ -539,5 +539,8 @@ async fn the_total_deadline_spans_all_batches() {
         ),
         "{err:?}"
     );
-    assert_eq!(*batches.lock().unwrap(), [100, 100]);
+    // Two on an idle machine, one when a loaded machine slows the first past the deadline;
+    // never the third.
+    let sent = batches.lock().unwrap().clone();
+    assert!(matches!(sent.as_slice(), [100] | [100, 100]), "{sent:?}");
 }
