@@ -7,6 +7,7 @@ use crate::admin::AdminApi;
 use crate::auth::AdminAuth;
 use crate::config_stream::ConfigStreamService;
 use crate::crypto::MasterKey;
+use crate::join_gate::JoinTokenGate;
 use crate::limits::alerts;
 use crate::limits::metrics::{self as limit_metrics, Metrics};
 use crate::limits::service::LeaseService;
@@ -62,8 +63,22 @@ fn port_hint(source: &std::io::Error, flag: &str) -> String {
     }
 }
 
+/// PEM contents for the listener's TLS.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+    /// When set, edges must present a certificate this CA signed (mTLS); admin clients need
+    /// not (they authenticate with the admin token).
+    pub client_ca_pem: Option<Vec<u8>>,
+}
+
 pub struct ServeOptions {
     pub listen: SocketAddr,
+    /// TLS for the gRPC listener (`--tls-cert`/`--tls-key`, optional `--tls-client-ca`).
+    pub tls: Option<ServerTls>,
+    /// Serve gRPC reflection (behind the admin token) (`--reflection`).
+    pub reflection: bool,
     /// Where to write the bound address once bound (`--listen-address-file`).
     pub listen_address_file: Option<std::path::PathBuf>,
     pub admin_token: String,
@@ -122,9 +137,32 @@ pub async fn serve(
     let leases = LeaseService::new(pool.clone(), options.lease_ttl, metrics);
     let admin = AdminApi::new(pool, options.master_key);
     let auth = AdminAuth::new(&options.admin_token);
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    let mut builder = tonic::transport::Server::builder();
+    let mut require_client_cert = false;
+    if let Some(tls) = &options.tls {
+        let mut config = tonic::transport::ServerTlsConfig::new().identity(
+            tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem),
+        );
+        if let Some(ca) = &tls.client_ca_pem {
+            config = config
+                .client_ca_root(tonic::transport::Certificate::from_pem(ca))
+                .client_auth_optional(true);
+            require_client_cert = true;
+        }
+        builder = builder.tls_config(config)?;
+    }
+    let reflection = if options.reflection {
+        let service = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let reflection_auth = auth.clone();
+        Some(tonic::service::interceptor::InterceptedService::new(
+            service,
+            move |request| reflection_auth.intercept(request),
+        ))
+    } else {
+        None
+    };
 
     let bound = listener.local_addr().map_err(|source| ServeError::Listen {
         addr: options.listen,
@@ -138,20 +176,26 @@ pub async fn serve(
             }
         })?;
     }
-    tracing::info!(listen = %bound, "control plane serving gRPC");
-    let served = tonic::transport::Server::builder()
+    tracing::info!(listen = %bound, tls = options.tls.is_some(), mtls = require_client_cert, reflection = options.reflection, "control plane serving gRPC");
+    let served = builder
         // Detects edges that vanished without closing their stream.
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
-        .add_service(reflection)
+        .add_optional_service(reflection)
         .add_service(
             pb::admin_service_server::AdminServiceServer::with_interceptor(admin, move |request| {
                 auth.intercept(request)
             }),
         )
-        .add_service(pb::config_service_server::ConfigServiceServer::new(config))
-        .add_service(usage.into_server())
-        .add_service(leases.into_server())
+        .add_service(JoinTokenGate::client_cert_only(
+            pb::config_service_server::ConfigServiceServer::new(config),
+            require_client_cert,
+        ))
+        .add_service(usage.into_server(require_client_cert))
+        .add_service(JoinTokenGate::client_cert_only(
+            leases.into_server(),
+            require_client_cert,
+        ))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             shutdown.cancelled_owned(),

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tollgate_edge_proxy::api::json::{self, ParseLimits};
 use tollgate_edge_proxy::config::client::{self, ConfigClient};
+use tollgate_edge_proxy::config::link::{ControlPlaneLink, LinkTlsFiles};
 use tollgate_edge_proxy::config::runtime::Runtime;
 use tollgate_edge_proxy::config::state::{self, StateStore};
 use tollgate_edge_proxy::config::{RuntimeHolder, file};
@@ -47,6 +48,16 @@ struct ServeArgs {
     /// Static TOML config instead of a control plane.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// PEM file of the CA that signed the control plane's certificate; required for an
+    /// https:// --control-plane.
+    #[arg(long, env = "TOLLGATE_CONTROL_PLANE_CA")]
+    control_plane_ca: Option<PathBuf>,
+    /// PEM client certificate this edge presents to the control plane (mTLS).
+    #[arg(long, env = "TOLLGATE_EDGE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "TOLLGATE_EDGE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Token that lets this edge subscribe to the control plane.
     #[arg(long, env = "TOLLGATE_JOIN_TOKEN", hide_env_values = true)]
     join_token: Option<String>,
@@ -153,6 +164,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             let Some(join_token) = args.join_token.filter(|token| !token.is_empty()) else {
                 bail!("--join-token (or TOLLGATE_JOIN_TOKEN) is required with --control-plane");
             };
+            let control_plane = ControlPlaneLink::new(
+                &control_plane,
+                &LinkTlsFiles {
+                    ca: args.control_plane_ca.as_deref(),
+                    cert: args.tls_cert.as_deref(),
+                    key: args.tls_key.as_deref(),
+                },
+            )?;
             let state = Arc::new(StateStore::open(&args.state_dir, &join_token)?);
             if let Some(saved) = client::restore(Arc::clone(&state), &http_client).await {
                 tracing::info!(

@@ -83,6 +83,8 @@ pub struct ControlPlane {
     /// Learned from `address_file` at the first start, then pinned for restarts.
     port: u16,
     address_file: std::path::PathBuf,
+    /// Set by [`ControlPlane::speaks_tls`]: URLs are https:// and tollgatectl trusts this CA.
+    tls_ca: Option<std::path::PathBuf>,
     admin_token: String,
     master_key_hex: String,
     database_url: String,
@@ -181,6 +183,7 @@ impl ControlPlane {
             process,
             port: 0,
             address_file,
+            tls_ca: None,
             admin_token,
             master_key_hex,
             database_url,
@@ -189,9 +192,21 @@ impl ControlPlane {
         }
     }
 
-    /// Base URL for `--control-plane`: `http://127.0.0.1:PORT`.
+    /// Base URL for `--control-plane`: `http://127.0.0.1:PORT`, or https:// once the plane
+    /// [speaks TLS](ControlPlane::speaks_tls).
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls_ca.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// Records that this plane was started with `--tls-cert` from a certificate `ca` signed:
+    /// from now on its URL is https:// and `tollgatectl` is given the CA.
+    pub fn speaks_tls(&mut self, ca: &std::path::Path) {
+        self.tls_ca = Some(ca.to_owned());
     }
 
     pub fn port(&self) -> u16 {
@@ -301,6 +316,9 @@ impl ControlPlane {
             .arg("json")
             .args(args)
             .env("TOLLGATE_ADMIN_TOKEN", admin_token);
+        if let Some(ca) = &self.tls_ca {
+            command.env("TOLLGATE_CA_CERT", ca);
+        }
         run_to_completion(command, COMMAND_TIMEOUT).await
     }
 

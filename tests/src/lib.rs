@@ -32,6 +32,7 @@ pub mod metrics;
 pub mod ports;
 pub mod process;
 pub mod stack;
+pub mod tls;
 pub mod webhook;
 
 pub use anthropic_api::{

@@ -19,6 +19,14 @@ const SCRUBBED_ENV: &[&str] = &[
     "TOLLGATE_MASTER_KEY",
     "TOLLGATE_JOIN_TOKEN",
     "TOLLGATE_EDGE_ID",
+    "TOLLGATE_CA_CERT",
+    "TOLLGATE_CONTROL_PLANE_CA",
+    "TOLLGATE_EDGE_TLS_CERT",
+    "TOLLGATE_EDGE_TLS_KEY",
+    "TOLLGATE_CP_TLS_CERT",
+    "TOLLGATE_CP_TLS_KEY",
+    "TOLLGATE_CP_TLS_CLIENT_CA",
+    "TOLLGATE_CP_REFLECTION",
 ];
 
 /// Path of a workspace binary (`tollgate-cp`, `tollgate-edge`, `tollgatectl`).

@@ -184,7 +184,8 @@ async fn wrong_admin_token_fails_with_unauthenticated() {
     assert_eq!(orgs["orgs"].as_array().map(Vec::len), Some(0), "{orgs}");
 }
 
-/// Server reflection is on, so grpcurl and other generic clients can discover the API.
+/// With `--reflection`, grpcurl and other generic clients can discover the API (with the admin
+/// token).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_reflection_lists_the_tollgate_services() {
     use tonic_reflection::pb::v1::ServerReflectionRequest;
@@ -193,7 +194,7 @@ async fn grpc_reflection_lists_the_tollgate_services() {
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
     let db = TestDb::create().await;
-    let cp = ControlPlane::start(&db).await;
+    let cp = ControlPlane::start_with_args(&db, &["--reflection"]).await;
     let channel = tonic::transport::Endpoint::from_shared(cp.url())
         .unwrap()
         .connect()
@@ -204,8 +205,13 @@ async fn grpc_reflection_lists_the_tollgate_services() {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
     };
+    let mut request = tonic::Request::new(tokio_stream::iter([request]));
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", cp.admin_token()).parse().unwrap(),
+    );
     let mut responses = client
-        .server_reflection_info(tokio_stream::iter([request]))
+        .server_reflection_info(request)
         .await
         .unwrap()
         .into_inner();

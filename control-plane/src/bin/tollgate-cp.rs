@@ -32,6 +32,20 @@ enum Command {
         /// After binding, write the bound address here (useful with `--listen 127.0.0.1:0`).
         #[arg(long)]
         listen_address_file: Option<std::path::PathBuf>,
+        /// PEM certificate (chain) for the gRPC listener: serve TLS. Snapshots carry decrypted
+        /// provider keys; without TLS run the plane on a private network only.
+        #[arg(long, env = "TOLLGATE_CP_TLS_CERT", requires = "tls_key")]
+        tls_cert: Option<std::path::PathBuf>,
+        /// PEM private key of --tls-cert.
+        #[arg(long, env = "TOLLGATE_CP_TLS_KEY", requires = "tls_cert")]
+        tls_key: Option<std::path::PathBuf>,
+        /// PEM CA bundle: edges must present a client certificate it signed (mTLS). Admin
+        /// clients still authenticate with the admin token alone.
+        #[arg(long, env = "TOLLGATE_CP_TLS_CLIENT_CA", requires = "tls_cert")]
+        tls_client_ca: Option<std::path::PathBuf>,
+        /// Serve gRPC reflection (for grpcurl), behind the admin token. Off by default.
+        #[arg(long, env = "TOLLGATE_CP_REFLECTION")]
+        reflection: bool,
         /// Bootstrap admin token every admin call must present.
         #[arg(
             long = "admin-token",
@@ -121,6 +135,10 @@ async fn run() -> anyhow::Result<()> {
             database_url,
             listen,
             listen_address_file,
+            tls_cert,
+            tls_key,
+            tls_client_ca,
+            reflection,
             admin_token,
             master_key,
             lease_ttl_ms,
@@ -144,9 +162,22 @@ async fn run() -> anyhow::Result<()> {
                 tracing::info!("shutting down");
                 on_signal.cancel();
             });
+            let read = |path: &std::path::Path| {
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+            };
+            let tls = match (tls_cert, tls_key) {
+                (Some(cert), Some(key)) => Some(server::ServerTls {
+                    cert_pem: read(&cert)?,
+                    key_pem: read(&key)?,
+                    client_ca_pem: tls_client_ca.as_deref().map(read).transpose()?,
+                }),
+                _ => None,
+            };
             let options = server::ServeOptions {
                 listen,
                 listen_address_file,
+                tls,
+                reflection,
                 admin_token,
                 master_key,
                 lease_ttl: Duration::from_millis(lease_ttl_ms),

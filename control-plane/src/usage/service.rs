@@ -31,11 +31,14 @@ impl UsageIngestService {
 
     /// The tonic server for this service, sized for the largest batch we accept, behind the
     /// join-token gate (a caller without a token never gets its batch decoded).
-    pub fn into_server(self) -> JoinTokenGate<pb::usage_service_server::UsageServiceServer<Self>> {
+    pub fn into_server(
+        self,
+        require_client_cert: bool,
+    ) -> JoinTokenGate<pb::usage_service_server::UsageServiceServer<Self>> {
         let pool = self.pool.clone();
         let server = pb::usage_service_server::UsageServiceServer::new(self)
             .max_decoding_message_size(MAX_BATCH_BYTES);
-        JoinTokenGate::new(server, pool)
+        JoinTokenGate::new(server, pool, require_client_cert)
     }
 }
 

@@ -3,6 +3,7 @@
 //! old one), and reconnect with capped, jittered backoff whenever the stream breaks.
 
 use super::RuntimeHolder;
+use super::link::ControlPlaneLink;
 use super::runtime::Runtime;
 use super::snapshot::Snapshot;
 use super::state::StateStore;
@@ -16,7 +17,6 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tollgate_proto::v1 as pb;
 use tollgate_proto::v1::config_service_client::ConfigServiceClient;
-use tonic::transport::Endpoint;
 
 const HEARTBEAT: Duration = Duration::from_secs(10);
 const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -36,7 +36,7 @@ pub enum ClientError {
 
 #[derive(Debug)]
 pub struct ConfigClient {
-    pub control_plane: String,
+    pub control_plane: ControlPlaneLink,
     pub join_token: String,
     pub edge_id: String,
     pub region: String,
@@ -102,12 +102,7 @@ impl ConfigClient {
         shutdown: &CancellationToken,
         applied_any: &mut bool,
     ) -> Result<(), ClientError> {
-        let endpoint = Endpoint::from_shared(self.control_plane.clone())
-            .map_err(|err| ClientError::Url(err.to_string()))?
-            .connect_timeout(Duration::from_secs(5))
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(20))
-            .keep_alive_while_idle(true);
+        let endpoint = self.control_plane.endpoint().map_err(ClientError::Url)?;
         let channel = endpoint.connect().await?;
         let mut client = ConfigServiceClient::new(channel);
 
@@ -126,7 +121,7 @@ impl ConfigClient {
             .map_err(|_| ClientError::Url("join token contains invalid characters".to_owned()))?;
         request.metadata_mut().insert("authorization", bearer);
         let mut inbound = client.subscribe(request).await?.into_inner();
-        tracing::info!(control_plane = %self.control_plane, edge_id = %self.edge_id, "config stream connected");
+        tracing::info!(control_plane = %self.control_plane.url(), edge_id = %self.edge_id, "config stream connected");
 
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         heartbeat.tick().await;

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod file;
+pub mod link;
 pub mod runtime;
 pub mod snapshot;
 pub mod state;

@@ -10,6 +10,7 @@ use super::counter::{Claim, Counter, Grant};
 use super::spec::LimitKey;
 use crate::config::RuntimeHolder;
 use crate::config::client::Backoff;
+use crate::config::link::ControlPlaneLink;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tollgate_proto::v1 as pb;
 use tollgate_proto::v1::limit_service_client::LimitServiceClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 pub const DEFAULT_LEASE_INTERVAL: Duration = Duration::from_millis(1_000);
 /// A call that takes longer is abandoned; the lease's own TTL decides about fallback.
@@ -36,7 +37,7 @@ pub enum LeaseError {
 
 #[derive(Debug)]
 pub struct LeaseClient {
-    pub control_plane: String,
+    pub control_plane: ControlPlaneLink,
     pub join_token: String,
     pub edge_id: String,
     /// Random per process: the plane keys the cumulative figures by it.
@@ -50,7 +51,7 @@ pub struct LeaseClient {
 
 impl LeaseClient {
     pub fn new(
-        control_plane: String,
+        control_plane: ControlPlaneLink,
         join_token: String,
         edge_id: String,
         interval: Duration,
@@ -77,12 +78,8 @@ impl LeaseClient {
 
     /// Runs until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
-        let channel = match Endpoint::from_shared(self.control_plane.clone()) {
-            Ok(endpoint) => endpoint
-                .connect_timeout(Duration::from_secs(5))
-                .http2_keep_alive_interval(Duration::from_secs(10))
-                .keep_alive_while_idle(true)
-                .connect_lazy(),
+        let channel = match self.control_plane.endpoint() {
+            Ok(endpoint) => endpoint.connect_lazy(),
             Err(err) => {
                 tracing::error!(error = %err, "invalid control plane URL; limits enforce this edge's safe share");
                 return;

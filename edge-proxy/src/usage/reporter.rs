@@ -6,13 +6,14 @@
 use super::segment::{self, SpooledEvent};
 use super::spool::{self, SpoolState};
 use crate::config::client::Backoff;
+use crate::config::link::ControlPlaneLink;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tollgate_proto::v1 as pb;
 use tollgate_proto::v1::usage_service_client::UsageServiceClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 const REPORT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Re-check the spool at least this often, in case a wake-up was missed.
@@ -34,7 +35,7 @@ pub enum ReportError {
 
 #[derive(Debug)]
 pub struct UsageReporter {
-    pub control_plane: String,
+    pub control_plane: ControlPlaneLink,
     pub join_token: String,
     pub edge_id: String,
     pub spool: Arc<SpoolState>,
@@ -42,11 +43,8 @@ pub struct UsageReporter {
 
 impl UsageReporter {
     pub async fn run(self, shutdown: CancellationToken) {
-        let channel = match Endpoint::from_shared(self.control_plane.clone()) {
-            Ok(endpoint) => endpoint
-                .connect_timeout(Duration::from_secs(5))
-                .http2_keep_alive_interval(Duration::from_secs(10))
-                .connect_lazy(),
+        let channel = match self.control_plane.endpoint() {
+            Ok(endpoint) => endpoint.connect_lazy(),
             Err(err) => {
                 tracing::error!(error = %err, "invalid control plane URL; usage stays in the spool");
                 return;
@@ -323,7 +321,7 @@ mod tests {
         let (_sink, spool, _writer) =
             spool::open(spool::SpoolConfig::new(dir.path().to_owned())).unwrap();
         let reporter = UsageReporter {
-            control_plane: format!("http://{address}"),
+            control_plane: ControlPlaneLink::plaintext(&format!("http://{address}")),
             join_token: "token".into(),
             edge_id: "e".into(),
             spool: Arc::clone(&spool),

@@ -23,6 +23,10 @@ pub struct Cli {
     )]
     pub control_plane: String,
 
+    /// PEM CA that signed the control plane's certificate; required for an https:// URL.
+    #[arg(long, global = true, env = "TOLLGATE_CA_CERT")]
+    pub ca_cert: Option<std::path::PathBuf>,
+
     /// Admin token (required; sent as `authorization: Bearer <token>`).
     #[arg(
         long,

@@ -12,7 +12,7 @@ mod timestamp;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, anyhow};
+use anyhow::{Context, anyhow, bail};
 use clap::Parser;
 use serde::Serialize;
 use tollgate_proto::v1::admin_service_client::AdminServiceClient;
@@ -83,7 +83,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .ok_or_else(|| {
             anyhow!("an admin token is required: pass --admin-token or set TOLLGATE_ADMIN_TOKEN")
         })?;
-    let mut client = connect(&cli.control_plane, &admin_token).await?;
+    let mut client = connect(&cli.control_plane, cli.ca_cert.as_deref(), &admin_token).await?;
     let client = &mut client;
     let format = cli.output;
     match cli.command {
@@ -108,14 +108,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn connect(url: &str, admin_token: &str) -> anyhow::Result<AdminClient> {
+/// The admin token travels on this link: an https:// URL needs the CA to verify the plane, and
+/// a CA given for an http:// URL is an error rather than silently unused.
+async fn connect(
+    url: &str,
+    ca_cert: Option<&std::path::Path>,
+    admin_token: &str,
+) -> anyhow::Result<AdminClient> {
     let authorization: MetadataValue<Ascii> = format!("Bearer {admin_token}")
         .parse()
         .map_err(|_| anyhow!("the admin token contains characters not allowed in a gRPC header"))?;
-    let endpoint = Endpoint::from_shared(url.to_owned())
+    let mut endpoint = Endpoint::from_shared(url.to_owned())
         .with_context(|| format!("invalid control plane URL '{url}'"))?
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(REQUEST_TIMEOUT);
+    match (url.starts_with("https://"), ca_cert) {
+        (true, Some(path)) => {
+            let pem =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let tls = tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(pem));
+            endpoint = endpoint.tls_config(tls)?;
+        }
+        (true, None) => bail!(
+            "{url} is https:// but no CA to trust is configured: pass --ca-cert (or TOLLGATE_CA_CERT)"
+        ),
+        (false, Some(_)) => bail!("--ca-cert is set but {url} is plain http://; use https://"),
+        (false, None) => {}
+    }
     let channel = endpoint
         .connect()
         .await

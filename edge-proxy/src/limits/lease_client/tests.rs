@@ -133,7 +133,7 @@ async fn harness(plane: FakePlane, interval: Duration) -> Harness {
         Arc::clone(&metrics),
     ));
     let client = LeaseClient::new(
-        format!("http://{address}"),
+        crate::config::link::ControlPlaneLink::plaintext(&format!("http://{address}")),
         "tgj_test".to_owned(),
         "edge-test".to_owned(),
         interval,
