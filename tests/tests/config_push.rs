@@ -263,3 +263,32 @@ async fn invalid_snapshot_is_nacked_and_old_config_keeps_serving() {
     })
     .await;
 }
+
+/// Before: tonic's 4 MiB default on the edge's config client held ~21k keys; past it no
+/// snapshot reached the edge, so revocations silently stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_past_four_mebibytes_reaches_the_edge_and_a_revocation_with_it() {
+    const KEYS: i64 = 30_000;
+    let stack = Stack::start().await;
+    let doomed = stack.create_key(&[]).await;
+    sqlx::query(
+        "INSERT INTO virtual_keys (name, key_hash, key_prefix, org_id, team_id, project_id)
+         SELECT 'bulk-' || g, sha256(convert_to('bulk-key-' || g, 'UTF8')), 'tg_bulk',
+                org_id, team_id, project_id
+         FROM generate_series(1, $1) AS g,
+              (SELECT org_id, team_id, project_id FROM virtual_keys LIMIT 1) AS scope",
+    )
+    .bind(KEYS)
+    .execute(stack.db.pool())
+    .await
+    .unwrap();
+    stack.db.bump_config_version().await;
+    stack.cp.ctl_json(&["keys", "revoke", &doomed.id]).await;
+    let client = stack.client();
+    eventually(Duration::from_secs(60), async || {
+        let status = client.chat_status(&doomed.plaintext, "mock-small").await?;
+        anyhow::ensure!(status == 401, "revoked key answered {status}");
+        Ok::<_, anyhow::Error>(())
+    })
+    .await;
+}

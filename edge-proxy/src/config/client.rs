@@ -104,7 +104,8 @@ impl ConfigClient {
     ) -> Result<(), ClientError> {
         let endpoint = self.control_plane.endpoint().map_err(ClientError::Url)?;
         let channel = endpoint.connect().await?;
-        let mut client = ConfigServiceClient::new(channel);
+        let mut client = ConfigServiceClient::new(channel)
+            .max_decoding_message_size(tollgate_contract::MAX_SNAPSHOT_BYTES);
 
         let (outbound, outbound_rx) = mpsc::channel(16);
         let hello = pb::EdgeHello {

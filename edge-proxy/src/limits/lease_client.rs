@@ -85,7 +85,8 @@ impl LeaseClient {
                 return;
             }
         };
-        let mut client = LimitServiceClient::new(channel);
+        let mut client = LimitServiceClient::new(channel)
+            .max_decoding_message_size(tollgate_contract::MAX_LEASE_RESPONSE_BYTES);
         let shared = Arc::clone(self.limiter.shared());
         let mut backoff = Backoff::default();
         loop {

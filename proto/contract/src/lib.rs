@@ -11,5 +11,12 @@ pub mod money;
 pub mod provider;
 pub mod usage;
 
+/// Largest config snapshot an edge decodes. tonic's default of 4 MiB held ~21k keys, past which
+/// snapshots (and with them revocations and price changes) silently stopped reaching edges; a
+/// whole snapshot is about 200 bytes a key, so this holds about 2.5M keys.
+pub const MAX_SNAPSHOT_BYTES: usize = 512 * 1024 * 1024;
+/// Largest lease answer an edge decodes (it grows with the limits this edge enforces).
+pub const MAX_LEASE_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
 /// Output cap assumed for a model that configures none, for worst-case reservations.
 pub const DEFAULT_MAX_OUTPUT_TOKENS: u32 = 4096;
