@@ -95,7 +95,7 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
-    /// Migrates `db`, starts `tollgate-cp serve` on a free port and waits until it accepts
+    /// Migrates `db`, starts `tollgate-cp serve` on a port the kernel chooses (read back from --listen-address-file) and waits until it accepts
     /// connections.
     pub async fn start(db: &TestDb) -> ControlPlane {
         ControlPlane::start_with_args(db, &[]).await
@@ -141,7 +141,7 @@ impl ControlPlane {
         replica
     }
 
-    /// Describes a `tollgate-cp serve` on a free port; nothing runs yet.
+    /// Describes a `tollgate-cp serve` on port 0 (the kernel chooses; the first start learns it); nothing runs yet.
     fn prepare(
         label: &str,
         database_url: String,

@@ -15,7 +15,7 @@ use crate::ports::bound_port;
 use crate::process::{ManagedProcess, binary_path};
 use crate::{PROPAGATION_TIMEOUT, STARTUP_TIMEOUT};
 
-/// A running edge on a free port.
+/// A running edge on a port the kernel chose (read back from `--listen-address-file`).
 ///
 /// Killed on drop. [`Edge::stop`] and [`Edge::restart`] keep the port, edge id, arguments and
 /// state directory, so a restarted edge is the same edge to clients and to the control plane.
@@ -34,7 +34,7 @@ pub struct Edge {
 }
 
 impl Edge {
-    /// `tollgate-edge serve --control-plane <url> --join-token <token> --listen 127.0.0.1:<free>
+    /// `tollgate-edge serve --control-plane <url> --join-token <token> --listen 127.0.0.1:0
     /// --state-dir <state_dir> --edge-id <generated> <extra_args>`; returns once /healthz
     /// answers (the edge may not have a config yet: see [`Edge::wait_ready`]).
     ///
@@ -88,7 +88,7 @@ impl Edge {
         edge
     }
 
-    /// `tollgate-edge serve --config <config_path> --listen 127.0.0.1:<free> <extra_args>`:
+    /// `tollgate-edge serve --config <config_path> --listen 127.0.0.1:0 <extra_args>`:
     /// a standalone edge with no control plane. Returns once /healthz answers.
     /// The edge keeps its id and usage spool in a state directory owned by the edge.
     pub async fn start_with_config(config_path: &Path, extra_args: &[&str]) -> Edge {

@@ -4,8 +4,10 @@ use std::net::TcpListener;
 
 /// A port on 127.0.0.1 that nothing listened on a moment ago.
 ///
-/// The port is released before it is returned, so another process could take it first; the
-/// kernel hands out ephemeral ports round-robin, which makes that rare enough for tests.
+/// The port is released before it is returned, so another process can take it first: only for
+/// addresses that must not be in use at all (e.g. `--metrics-listen`). Processes a test starts
+/// listen on port 0 and report theirs ([`bound_port`]); dead addresses hold a socket
+/// ([`refusing_port`]).
 pub fn free_port() -> u16 {
     let listener =
         TcpListener::bind(("127.0.0.1", 0)).expect("bind an ephemeral port on 127.0.0.1");
