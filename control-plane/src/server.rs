@@ -7,7 +7,7 @@ use crate::admin::AdminApi;
 use crate::auth::AdminAuth;
 use crate::config_stream::ConfigStreamService;
 use crate::crypto::MasterKey;
-use crate::join_gate::JoinTokenGate;
+use crate::edge_gate::EdgeGate;
 use crate::limits::alerts;
 use crate::limits::metrics::{self as limit_metrics, Metrics};
 use crate::limits::service::LeaseService;
@@ -187,12 +187,12 @@ pub async fn serve(
                 auth.intercept(request)
             }),
         )
-        .add_service(JoinTokenGate::client_cert_only(
+        .add_service(EdgeGate::client_cert_only(
             pb::config_service_server::ConfigServiceServer::new(config),
             require_client_cert,
         ))
         .add_service(usage.into_server(require_client_cert))
-        .add_service(JoinTokenGate::client_cert_only(
+        .add_service(EdgeGate::client_cert_only(
             leases.into_server(),
             require_client_cert,
         ))

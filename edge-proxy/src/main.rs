@@ -242,7 +242,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     });
     let max_connections = match args.max_connections {
         Some(max) => usize::try_from(max).unwrap_or(usize::MAX),
-        None => http::server::default_max_connections(),
+        None => http::server::raise_open_file_limit(),
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -256,6 +256,11 @@ impl Edge {
         self.process.assert_running();
     }
 
+    /// The tail of the edge's stdout and stderr (e.g. to wait for a line it must log).
+    pub fn logs(&self) -> String {
+        self.process.log_report(200)
+    }
+
     /// Kills the edge (SIGKILL: no chance to flush anything it has not already written).
     pub fn stop(&mut self) {
         self.process.stop();

@@ -69,6 +69,19 @@ impl Stack {
         .await;
     }
 
+    /// Revokes `key` through `tollgatectl` and waits, up to `within`, until the edge refuses it
+    /// (401 on a chat).
+    pub async fn revoke_key_and_wait(&self, key: &CreatedKey, within: std::time::Duration) {
+        self.cp.ctl_json(&["keys", "revoke", &key.id]).await;
+        let client = self.client();
+        eventually(within, async || {
+            let status = client.chat_status(&key.plaintext, "mock-small").await?;
+            anyhow::ensure!(status == 401, "revoked key answered {status}");
+            Ok::<_, anyhow::Error>(())
+        })
+        .await;
+    }
+
     /// Waits until the demo key's GET /v1/models lists `model`.
     pub async fn wait_model_listed(&self, model: &str) {
         let client = self.client();

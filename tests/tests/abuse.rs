@@ -191,6 +191,12 @@ async fn a_full_spool_disk_refuses_at_once_and_recovers_when_space_returns() {
             .unwrap(),
         0.0
     );
+    // A write cut short by the full disk left no torn line behind: nothing was quarantined.
+    let quarantined: i64 = sqlx::query_scalar("SELECT count(*) FROM usage_rejected_events")
+        .fetch_one(stack.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(quarantined, 0);
 }
 
 /// Before: an older snapshot file put back in the state dir was accepted on restart, so a key
@@ -204,14 +210,9 @@ async fn an_older_snapshot_put_back_is_refused_on_restart() {
     let floor = state_dir.join("version-floor");
     let before_revocation = std::fs::read(&snapshot).unwrap();
 
-    stack.cp.ctl_json(&["keys", "revoke", &doomed.id]).await;
-    let client = stack.client();
-    eventually(Duration::from_secs(30), async || {
-        let status = client.chat_status(&doomed.plaintext, "mock-small").await?;
-        anyhow::ensure!(status == 401, "revoked key answered {status}");
-        Ok::<_, anyhow::Error>(())
-    })
-    .await;
+    stack
+        .revoke_key_and_wait(&doomed, Duration::from_secs(30))
+        .await;
     // The revocation's snapshot is on disk once the floor holds its version.
     let revoked_version = stack.db.config_version().await;
     eventually(Duration::from_secs(30), async || {

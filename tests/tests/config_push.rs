@@ -283,12 +283,7 @@ async fn a_snapshot_past_four_mebibytes_reaches_the_edge_and_a_revocation_with_i
     .await
     .unwrap();
     stack.db.bump_config_version().await;
-    stack.cp.ctl_json(&["keys", "revoke", &doomed.id]).await;
-    let client = stack.client();
-    eventually(Duration::from_secs(60), async || {
-        let status = client.chat_status(&doomed.plaintext, "mock-small").await?;
-        anyhow::ensure!(status == 401, "revoked key answered {status}");
-        Ok::<_, anyhow::Error>(())
-    })
-    .await;
+    stack
+        .revoke_key_and_wait(&doomed, Duration::from_secs(60))
+        .await;
 }

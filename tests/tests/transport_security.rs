@@ -3,8 +3,9 @@
 //! plane's listener, mTLS for edges, no silent cleartext, and reflection only when asked for and
 //! behind the admin token. Certificates are generated at run time.
 
+use std::time::Duration;
 use tollgate_e2e::tls::TestPki;
-use tollgate_e2e::{ControlPlane, Edge, TestDb, chat_body};
+use tollgate_e2e::{ControlPlane, Edge, TestDb, chat_body, eventually};
 
 async fn tls_plane(db: &TestDb, pki: &TestPki, mtls: bool) -> ControlPlane {
     let cert = pki.server_cert.display().to_string();
@@ -55,9 +56,17 @@ async fn edges_and_admin_clients_speak_tls_and_mtls_keeps_out_edges_without_a_ce
         .unwrap();
     assert_eq!(reply.status, 200, "{}", reply.body);
 
-    // The same edge without a client certificate never gets a config.
+    // The same edge without a client certificate is refused, and so never gets a config.
     let anonymous = Edge::connect(&cp, &demo.join_token, &["--control-plane-ca", &ca]).await;
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    eventually(Duration::from_secs(30), async || {
+        let logs = anonymous.logs();
+        anyhow::ensure!(
+            logs.contains("requires edges to present a client certificate"),
+            "not refused yet"
+        );
+        Ok::<_, anyhow::Error>(())
+    })
+    .await;
     assert_eq!(anonymous.readyz_status().await.unwrap(), 503);
 }
 

@@ -106,7 +106,9 @@ fn storable_char(c: char) -> char {
     }
 }
 
-fn replace_nul(value: &mut Value) {
+/// JSONB cannot hold NUL characters; a refused or quarantined record must never turn into a
+/// database error.
+pub(crate) fn replace_nul(value: &mut Value) {
     match value {
         Value::String(text) if text.contains('\0') => {
             *text = text.chars().map(storable_char).collect();

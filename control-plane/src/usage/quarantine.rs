@@ -3,6 +3,7 @@
 //! what lets the edge delete them and move on: a bad record is set aside for people, never
 //! dropped and never in the way of the events behind it.
 
+use super::batch::replace_nul;
 use crate::error::AdminError;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -93,18 +94,6 @@ impl QuarantinedRecord {
             event,
             sha256,
         })
-    }
-}
-
-/// JSONB cannot hold NUL characters; a record must never turn into a database error.
-fn replace_nul(value: &mut Value) {
-    match value {
-        Value::String(text) if text.contains('\0') => {
-            *text = text.replace('\0', "\u{fffd}");
-        }
-        Value::Array(items) => items.iter_mut().for_each(replace_nul),
-        Value::Object(fields) => fields.values_mut().for_each(replace_nul),
-        _ => {}
     }
 }
 

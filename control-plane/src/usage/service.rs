@@ -4,7 +4,7 @@
 use super::batch::UsageBatch;
 use super::ingest::ingest;
 use super::quarantine::{self, QuarantineBatch};
-use crate::join_gate::JoinTokenGate;
+use crate::edge_gate::EdgeGate;
 use chrono::Utc;
 use sqlx::PgPool;
 use std::time::Instant;
@@ -34,11 +34,11 @@ impl UsageIngestService {
     pub fn into_server(
         self,
         require_client_cert: bool,
-    ) -> JoinTokenGate<pb::usage_service_server::UsageServiceServer<Self>> {
+    ) -> EdgeGate<pb::usage_service_server::UsageServiceServer<Self>> {
         let pool = self.pool.clone();
         let server = pb::usage_service_server::UsageServiceServer::new(self)
             .max_decoding_message_size(MAX_BATCH_BYTES);
-        JoinTokenGate::new(server, pool, require_client_cert)
+        EdgeGate::new(server, pool, require_client_cert)
     }
 }
 

@@ -34,8 +34,9 @@ pub fn private_dir(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Writes a small file 0600 through a temp file and a rename, so a reader never sees half of it.
-fn write_private(dir: &Path, name: &str, contents: &[u8]) -> Result<(), StateError> {
+/// Replaces `dir/name` with `parts` atomically and privately: a 0600 temp file, fsync, rename,
+/// fsync of the directory. A reader never sees half of it, a crash never loses the old one.
+fn write_private(dir: &Path, name: &str, parts: &[&[u8]]) -> Result<(), StateError> {
     let path = dir.join(name);
     let temp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let mut file = OpenOptions::new()
@@ -45,9 +46,15 @@ fn write_private(dir: &Path, name: &str, contents: &[u8]) -> Result<(), StateErr
         .mode(0o600)
         .open(&temp)
         .map_err(io_error(&temp))?;
-    file.write_all(contents).map_err(io_error(&temp))?;
+    for part in parts {
+        file.write_all(part).map_err(io_error(&temp))?;
+    }
     file.sync_all().map_err(io_error(&temp))?;
-    fs::rename(&temp, &path).map_err(io_error(&path))
+    drop(file);
+    fs::rename(&temp, &path).map_err(io_error(&path))?;
+    File::open(dir)
+        .and_then(|handle| handle.sync_all())
+        .map_err(io_error(dir))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,7 +123,7 @@ impl StateStore {
             write_private(
                 &self.dir,
                 VERSION_FLOOR_FILE,
-                version.to_string().as_bytes(),
+                &[version.to_string().as_bytes()],
             )?;
         }
         Ok(())
@@ -134,27 +141,7 @@ impl StateStore {
                 },
             )
             .map_err(|_| StateError::Encrypt)?;
-        let path = self.snapshot_path();
-        let temp = self
-            .dir
-            .join(format!(".{SNAPSHOT_FILE}.tmp-{}", std::process::id()));
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temp)
-            .map_err(io_error(&temp))?;
-        file.write_all(MAGIC).map_err(io_error(&temp))?;
-        file.write_all(&nonce).map_err(io_error(&temp))?;
-        file.write_all(&ciphertext).map_err(io_error(&temp))?;
-        file.sync_all().map_err(io_error(&temp))?;
-        drop(file);
-        fs::rename(&temp, &path).map_err(io_error(&path))?;
-        File::open(&self.dir)
-            .and_then(|dir| dir.sync_all())
-            .map_err(io_error(&self.dir))?;
-        Ok(())
+        write_private(&self.dir, SNAPSHOT_FILE, &[MAGIC, &nonce, &ciphertext])
     }
 
     /// Blocking: call from `spawn_blocking`. `None` when nothing was saved yet.
@@ -197,7 +184,7 @@ pub fn edge_id(dir: &Path) -> Result<String, StateError> {
     }
     private_dir(dir).map_err(io_error(dir))?;
     let id = format!("edge-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    write_private(dir, EDGE_ID_FILE, id.as_bytes())?;
+    write_private(dir, EDGE_ID_FILE, &[id.as_bytes()])?;
     Ok(id)
 }
 
@@ -216,7 +203,7 @@ pub fn known_edges(dir: &Path) -> Option<u32> {
 /// Stores the known-edge count (temp file + rename, so a reader never sees half a number).
 pub fn save_known_edges(dir: &Path, count: u32) -> Result<(), StateError> {
     private_dir(dir).map_err(io_error(dir))?;
-    write_private(dir, KNOWN_EDGES_FILE, count.to_string().as_bytes())
+    write_private(dir, KNOWN_EDGES_FILE, &[count.to_string().as_bytes()])
 }
 
 #[cfg(test)]

@@ -57,10 +57,10 @@ pub struct ConnectionLimits {
 #[error("the request body did not arrive within {} s", .0.as_secs())]
 pub struct BodyReadTimeout(pub Duration);
 
-/// Raises this process's open-file limit to its hard limit and returns the default connection
-/// cap it allows: half of what is left after a reserve (the other half is for upstream calls),
-/// at most `DEFAULT_MAX_CONNECTIONS`.
-pub fn default_max_connections() -> usize {
+/// Raises this process's open-file limit to its hard limit (a side effect, once at start) and
+/// returns the connection cap it allows: half of what is left after a reserve (the other half
+/// is for upstream calls), at most `DEFAULT_MAX_CONNECTIONS`.
+pub fn raise_open_file_limit() -> usize {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let limit = getrlimit(Resource::Nofile);
     let raised = Rlimit {
@@ -317,11 +317,14 @@ impl Drop for Activity {
     }
 }
 
-/// A request body that fails with [`BodyReadTimeout`] once its deadline passes.
+/// A request body that fails with [`BodyReadTimeout`] once its deadline (counted from the
+/// request's arrival) passes. The timer is only set up when the body actually has to wait, so
+/// a body that is already in (or empty) costs no timer.
 struct DeadlineBody {
     inner: Incoming,
     limit: Duration,
-    deadline: Pin<Box<tokio::time::Sleep>>,
+    arrived: tokio::time::Instant,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl DeadlineBody {
@@ -329,7 +332,8 @@ impl DeadlineBody {
         Self {
             inner,
             limit,
-            deadline: Box::pin(tokio::time::sleep(limit)),
+            arrived: tokio::time::Instant::now(),
+            deadline: None,
         }
     }
 }
@@ -346,7 +350,11 @@ impl http_body::Body for DeadlineBody {
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
             return Poll::Ready(frame.map(|result| result.map_err(BoxError::from)));
         }
-        match this.deadline.as_mut().poll(cx) {
+        let (arrived, limit) = (this.arrived, this.limit);
+        let deadline = this
+            .deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(arrived + limit)));
+        match deadline.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyReadTimeout(this.limit))))),
             Poll::Pending => Poll::Pending,
         }
@@ -427,7 +435,7 @@ mod tests {
 
     #[test]
     fn the_default_cap_fits_the_open_file_limit() {
-        let cap = default_max_connections();
+        let cap = raise_open_file_limit();
         assert!((16..=16_384).contains(&cap), "{cap}");
     }
 }

@@ -15,14 +15,14 @@ use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 /// Wraps an edge-facing gRPC service: unauthenticated calls are answered `UNAUTHENTICATED`
 /// without touching the body.
 #[derive(Debug, Clone)]
-pub struct JoinTokenGate<S> {
+pub struct EdgeGate<S> {
     inner: S,
     /// Checks the join token when set; services that check it themselves leave it out.
     pool: Option<PgPool>,
     require_client_cert: bool,
 }
 
-impl<S> JoinTokenGate<S> {
+impl<S> EdgeGate<S> {
     /// Join token from the headers, plus a client certificate when `require_client_cert`.
     pub fn new(inner: S, pool: PgPool, require_client_cert: bool) -> Self {
         Self {
@@ -51,11 +51,11 @@ fn has_client_cert<B>(request: &http::Request<B>) -> bool {
         .is_some_and(|certs| !certs.is_empty())
 }
 
-impl<S: NamedService> NamedService for JoinTokenGate<S> {
+impl<S: NamedService> NamedService for EdgeGate<S> {
     const NAME: &'static str = S::NAME;
 }
 
-impl<S> tower::Service<http::Request<Body>> for JoinTokenGate<S>
+impl<S> tower::Service<http::Request<Body>> for EdgeGate<S>
 where
     S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
         + Clone
