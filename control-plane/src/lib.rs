@@ -9,6 +9,7 @@ pub mod crypto;
 pub mod db;
 pub mod edge_gate;
 pub mod error;
+pub mod key_feed;
 pub mod limits;
 pub mod secrets;
 pub mod seed;

@@ -8,6 +8,7 @@ use crate::auth::AdminAuth;
 use crate::config_stream::ConfigStreamService;
 use crate::crypto::MasterKey;
 use crate::edge_gate::EdgeGate;
+use crate::key_feed::KeyFeed;
 use crate::limits::alerts;
 use crate::limits::metrics::{self as limit_metrics, Metrics};
 use crate::limits::service::LeaseService;
@@ -132,7 +133,8 @@ pub async fn serve(
         pool.clone(),
         options.master_key.clone(),
     ));
-    let config = ConfigStreamService::new(pool.clone(), builder, versions, shutdown.clone());
+    let keys = Arc::new(KeyFeed::new(pool.clone()));
+    let config = ConfigStreamService::new(pool.clone(), builder, keys, versions, shutdown.clone());
     let usage = UsageIngestService::new(pool.clone());
     let leases = LeaseService::new(pool.clone(), options.lease_ttl, metrics);
     let admin = AdminApi::new(pool, options.master_key);

@@ -1,8 +1,9 @@
-//! Builds the config snapshot edges receive: every usable org, team, project, user, key,
-//! provider (with its decrypted secret and API version), model (with its prices and upstream
-//! deadlines) and configured limit, read in one repeatable-read transaction so a snapshot is
-//! always one consistent version. The newest build is cached: a thousand edges asking for
-//! version N cost one build.
+//! Builds the config snapshot edges receive: every org, team, project, user, provider (with its
+//! decrypted secret and API version), model (with its prices and upstream deadlines) and
+//! configured limit, read in one repeatable-read transaction so a snapshot is always one
+//! consistent version. Virtual keys are not in it: they travel as deltas (`key_feed`), so a
+//! snapshot stays small however many tenants there are. The newest build is cached: a thousand
+//! edges asking for version N cost one build.
 
 use crate::crypto::MasterKey;
 use crate::error::AdminError;
@@ -94,29 +95,6 @@ impl SnapshotBuilder {
                 name: row.name,
             })
             .collect();
-        let virtual_keys: Vec<pb::SnapshotVirtualKey> = sqlx::query!(
-            r#"SELECT id, key_hash, key_prefix, org_id, team_id, project_id, user_id,
-                      allowed_models, expires_at
-               FROM virtual_keys
-               WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
-               ORDER BY created_at"#
-        )
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .map(|row| pb::SnapshotVirtualKey {
-            id: row.id.to_string(),
-            key_hash: row.key_hash,
-            key_prefix: row.key_prefix,
-            org_id: row.org_id.to_string(),
-            team_id: row.team_id.to_string(),
-            project_id: row.project_id.to_string(),
-            user_id: row.user_id.map(|id| id.to_string()).unwrap_or_default(),
-            allowed_models: row.allowed_models,
-            expires_at_unix_ms: unix_ms_or_zero(row.expires_at),
-        })
-        .collect();
-
         let provider_rows = sqlx::query!(
             r#"SELECT id, name, kind, base_url, api_key_ciphertext, request_timeout_ms,
                       mock_latency_ms, mock_output_tokens, mock_chunk_interval_ms, api_version
@@ -178,7 +156,7 @@ impl SnapshotBuilder {
             }
         })
         .collect();
-        let limits = snapshot_limits(&mut tx, &virtual_keys).await?;
+        let limits = snapshot_limits(&mut tx).await?;
         tx.commit().await?;
 
         Ok(pb::ConfigSnapshot {
@@ -188,29 +166,30 @@ impl SnapshotBuilder {
             teams,
             projects,
             users,
-            virtual_keys,
+            virtual_keys: Vec::new(),
             providers,
             models,
             limits,
+            keys_by_delta: true,
         })
     }
 }
 
-/// Every configured limit, named for error messages. Limits of keys the snapshot leaves out
-/// (revoked or expired) are left out too: no edge can attach them, and an edge may treat a limit
-/// on an unknown key as a broken snapshot.
-async fn snapshot_limits(
-    conn: &mut PgConnection,
-    virtual_keys: &[pb::SnapshotVirtualKey],
-) -> Result<Vec<pb::SnapshotLimit>, AdminError> {
-    let live_keys: HashSet<&str> = virtual_keys.iter().map(|key| key.id.as_str()).collect();
+/// Every configured limit, named for error messages. Limits of keys that are revoked or expired
+/// are left out: no edge holds those keys, and their counters would only cost lease traffic.
+async fn snapshot_limits(conn: &mut PgConnection) -> Result<Vec<pb::SnapshotLimit>, AdminError> {
+    let dead_keys: HashSet<Uuid> = sqlx::query_scalar!(
+        r#"SELECT k.id FROM virtual_keys k JOIN limits l ON l.scope_kind = 'key' AND l.scope_id = k.id
+           WHERE k.revoked_at IS NOT NULL OR (k.expires_at IS NOT NULL AND k.expires_at <= now())"#
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .collect();
     let limits = policy::load(conn, LimitFilter::All)
         .await?
         .into_iter()
-        .filter(|limit| {
-            limit.scope.kind != Level::Key
-                || live_keys.contains(limit.scope.id.to_string().as_str())
-        })
+        .filter(|limit| limit.scope.kind != Level::Key || !dead_keys.contains(&limit.scope.id))
         .map(|limit| pb::SnapshotLimit {
             key: Some(pb::LimitKey {
                 scope: pb::LimitScope::from(limit.scope.kind) as i32,

@@ -73,6 +73,7 @@ fn snapshot() -> pb::ConfigSnapshot {
         }],
         providers: vec![],
         models: vec![],
+        keys_by_delta: false,
         limits: vec![
             limit(pb::LimitScope::Org, "o1", pb::LimitMetric::TokensPerMonth),
             limit(
@@ -102,8 +103,15 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 
 fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let snapshot = Snapshot::try_from(snapshot()).unwrap();
+    let key = Arc::new(
+        snapshot
+            .owners
+            .resolve(&snapshot.keys.as_ref().unwrap()[0])
+            .unwrap(),
+    );
     let runtime = Runtime::compile(
-        Snapshot::try_from(snapshot()).unwrap(),
+        snapshot,
         &tollgate_edge_proxy::providers::clients::HttpClients::new(),
     )
     .unwrap();
@@ -143,8 +151,8 @@ fn main() {
         .map(|_| {
             let limiter = Arc::clone(&limiter);
             let runtime = Arc::clone(&runtime);
+            let key = Arc::clone(&key);
             std::thread::spawn(move || {
-                let key = Arc::clone(runtime.key(&[7; 32]).unwrap());
                 let mut latencies = Vec::with_capacity(CALLS_PER_THREAD);
                 for i in 0..CALLS_PER_THREAD + WARMUP {
                     let started = Instant::now();

@@ -1,7 +1,8 @@
 //! Authenticate phase: the virtual key, from `Authorization: Bearer` (OpenAI's SDKs) or
-//! `x-api-key` (Anthropic's), is hashed and looked up in the runtime; the plaintext is never
-//! stored or logged.
+//! `x-api-key` (Anthropic's), is hashed and looked up in the key table, and its owners in the
+//! runtime; the plaintext is never stored or logged.
 
+use crate::config::keys::KeyTable;
 use crate::config::runtime::Runtime;
 use crate::config::snapshot::VirtualKey;
 use crate::error::GatewayError;
@@ -11,21 +12,31 @@ use std::sync::Arc;
 
 pub fn authenticate(
     runtime: &Runtime,
+    keys: &KeyTable,
     headers: &HeaderMap,
     now_unix_ms: i64,
 ) -> Result<Arc<VirtualKey>, GatewayError> {
     let presented = bearer_token(headers)
         .or_else(|| x_api_key(headers))
         .ok_or(GatewayError::MissingApiKey)?;
+    if !keys.is_loaded() {
+        return Err(GatewayError::NotReady);
+    }
     let hash: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-    let key = runtime.key(&hash).ok_or(GatewayError::InvalidApiKey)?;
-    if key
+    let record = keys.get(&hash).ok_or(GatewayError::InvalidApiKey)?;
+    if record
         .expires_at_unix_ms
         .is_some_and(|expires| expires <= now_unix_ms)
     {
         return Err(GatewayError::ExpiredApiKey);
     }
-    Ok(Arc::clone(key))
+    // A key whose team this snapshot does not know yet (the snapshot naming it is on its way,
+    // or was refused) cannot be attributed, so it is not served.
+    let key = runtime.resolve_key(&record).map_err(|err| {
+        tracing::warn!(key_prefix = %record.prefix, error = %err, "known key does not fit the config in force");
+        GatewayError::InvalidApiKey
+    })?;
+    Ok(Arc::new(key))
 }
 
 fn bearer_token(headers: &HeaderMap) -> Option<&str> {
@@ -57,18 +68,54 @@ pub fn now_unix_ms() -> i64 {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::config::RuntimeHolder;
     use crate::config::snapshot::Snapshot;
     use crate::config::snapshot::tests::wire_snapshot;
 
-    fn runtime_with_key(plaintext: &str, expires_at_unix_ms: i64) -> Runtime {
+    fn runtime_with_key(plaintext: &str, expires_at_unix_ms: i64) -> RuntimeHolder {
         let mut wire = wire_snapshot();
         wire.virtual_keys[0].key_hash = Sha256::digest(plaintext.as_bytes()).to_vec();
         wire.virtual_keys[0].expires_at_unix_ms = expires_at_unix_ms;
-        Runtime::compile(
-            Snapshot::try_from(wire).unwrap(),
-            &crate::providers::test_http_clients(),
-        )
-        .unwrap()
+        let holder = RuntimeHolder::new();
+        holder
+            .install(
+                Snapshot::try_from(wire).unwrap(),
+                &crate::providers::test_http_clients(),
+            )
+            .unwrap();
+        holder
+    }
+
+    fn authenticate(
+        holder: &RuntimeHolder,
+        headers: &HeaderMap,
+        now_unix_ms: i64,
+    ) -> Result<Arc<VirtualKey>, GatewayError> {
+        super::authenticate(&holder.load().unwrap(), holder.keys(), headers, now_unix_ms)
+    }
+
+    #[test]
+    fn a_key_whose_team_the_config_does_not_know_is_refused() {
+        let holder = runtime_with_key("tg_good", 0);
+        let mut wire = wire_snapshot();
+        wire.teams[0].id = "t2".into();
+        wire.projects[0].team_id = "t2".into();
+        wire.keys_by_delta = true;
+        holder
+            .install(
+                Snapshot::try_from(wire).unwrap(),
+                &crate::providers::test_http_clients(),
+            )
+            .unwrap();
+        assert_eq!(
+            holder.keys().len(),
+            1,
+            "a snapshot without keys keeps the table"
+        );
+        assert!(matches!(
+            authenticate(&holder, &headers("Bearer tg_good"), 0),
+            Err(GatewayError::InvalidApiKey)
+        ));
     }
 
     fn headers(value: &str) -> HeaderMap {

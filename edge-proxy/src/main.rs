@@ -11,7 +11,6 @@ use tokio_util::sync::CancellationToken;
 use tollgate_edge_proxy::api::json::{self, ParseLimits};
 use tollgate_edge_proxy::config::client::{self, ConfigClient};
 use tollgate_edge_proxy::config::link::{ControlPlaneLink, LinkTlsFiles};
-use tollgate_edge_proxy::config::runtime::Runtime;
 use tollgate_edge_proxy::config::state::{self, StateStore};
 use tollgate_edge_proxy::config::{RuntimeHolder, file};
 use tollgate_edge_proxy::http::body::{BodyBudget, DEFAULT_MAX_BODY_BYTES_IN_FLIGHT};
@@ -173,12 +172,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 },
             )?;
             let state = Arc::new(StateStore::open(&args.state_dir, &join_token)?);
-            if let Some(saved) = client::restore(Arc::clone(&state), &http_client).await {
+            if let Some(version) = client::restore(Arc::clone(&state), &runtime, &http_client).await
+            {
                 tracing::info!(
-                    version = saved.version,
+                    version,
                     "serving the saved config snapshot until the control plane answers"
                 );
-                runtime.store(saved);
             }
             let reporter = UsageReporter {
                 control_plane: control_plane.clone(),
@@ -213,7 +212,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         (None, Some(path)) => {
             let snapshot = file::load(&path)?;
-            runtime.store(Runtime::compile(snapshot, &http_client)?);
+            runtime.install(snapshot, &http_client)?;
             tracing::info!(
                 path = %path.display(),
                 spool = %spool_state.dir().display(),

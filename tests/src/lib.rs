@@ -23,6 +23,7 @@ pub mod db;
 pub mod edge;
 pub mod embeddings_api;
 pub mod eventually;
+pub mod fake_edge;
 pub mod fake_provider;
 pub mod gateway_client;
 pub mod ledger;

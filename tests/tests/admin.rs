@@ -6,8 +6,9 @@
 use serde_json::{Value, json};
 use sqlx::Row;
 use std::time::Duration;
+use tollgate_e2e::fake_edge::FakeEdge;
 use tollgate_e2e::process::{base_command, binary_path, run_to_completion};
-use tollgate_e2e::{ControlPlane, PROPAGATION_TIMEOUT, TestDb};
+use tollgate_e2e::{ControlPlane, TestDb};
 use tollgate_proto::v1 as pb;
 
 /// Asserts `stderr` names the gRPC status `code` (e.g. `ALREADY_EXISTS`).
@@ -222,71 +223,6 @@ async fn grpc_reflection_lists_the_tollgate_services() {
     let names: Vec<&str> = list.service.iter().map(|s| s.name.as_str()).collect();
     assert!(names.contains(&"tollgate.v1.AdminService"), "{names:?}");
     assert!(names.contains(&"tollgate.v1.ConfigService"), "{names:?}");
-}
-
-/// Subscribes to the plane's config stream as an edge does, so a test sees exactly the snapshots
-/// edges receive, secrets decrypted with the plane's own master key.
-struct FakeEdge {
-    updates: tonic::Streaming<pb::ConfigUpdate>,
-    // Dropping the sender ends the stream; the plane then marks the edge disconnected.
-    _outbound: tokio::sync::mpsc::Sender<pb::EdgeMessage>,
-}
-
-impl FakeEdge {
-    async fn connect(cp: &ControlPlane) -> FakeEdge {
-        let join = cp.ctl_json(&["join-tokens", "create"]).await;
-        let token = join["token"].as_str().unwrap();
-        let channel = tonic::transport::Endpoint::from_shared(cp.url())
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        let (outbound, receiver) = tokio::sync::mpsc::channel(4);
-        let hello = pb::EdgeHello {
-            edge_id: "admin-test-edge".to_owned(),
-            region: "test".to_owned(),
-            build_version: "e2e".to_owned(),
-            config_version: 0,
-        };
-        outbound
-            .send(pb::EdgeMessage {
-                kind: Some(pb::edge_message::Kind::Hello(hello)),
-            })
-            .await
-            .unwrap();
-        let mut request =
-            tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(receiver));
-        request
-            .metadata_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
-        let updates = pb::config_service_client::ConfigServiceClient::new(channel)
-            .subscribe(request)
-            .await
-            .unwrap()
-            .into_inner();
-        FakeEdge {
-            updates,
-            _outbound: outbound,
-        }
-    }
-
-    /// The next snapshot pushed whose version is at least `version`.
-    async fn snapshot_at_least(&mut self, version: u64) -> pb::ConfigSnapshot {
-        let deadline = tokio::time::Instant::now() + PROPAGATION_TIMEOUT;
-        loop {
-            let update = tokio::time::timeout_at(deadline, self.updates.message())
-                .await
-                .unwrap_or_else(|_| panic!("no snapshot at version {version} within the deadline"))
-                .unwrap()
-                .expect("the config stream ended");
-            let Some(pb::config_update::Kind::Snapshot(snapshot)) = update.kind else {
-                continue;
-            };
-            if snapshot.version >= version {
-                return snapshot;
-            }
-        }
-    }
 }
 
 /// `tollgatectl <args>` with its default table output; asserts success and returns stdout.

@@ -15,7 +15,7 @@ impl AdminApi {
             .await?;
         let edges = sqlx::query!(
             r#"SELECT edge_id, region, build_version, config_version, connected, last_seen_at,
-                      last_nack_version, last_nack_reason, last_nack_at
+                      last_nack_version, last_nack_reason, last_nack_at, key_revision
                FROM edges ORDER BY edge_id"#
         )
         .fetch_all(&self.pool)
@@ -33,6 +33,7 @@ impl AdminApi {
                 .map_or(0, |v| u64::try_from(v).unwrap_or(0)),
             last_nack_reason: row.last_nack_reason.unwrap_or_default(),
             last_nack_at_unix_ms: unix_ms_or_zero(row.last_nack_at),
+            key_revision: u64::try_from(row.key_revision).unwrap_or(0),
         })
         .collect();
         Ok(pb::ListEdgesResponse {

@@ -1,15 +1,18 @@
 //! `tollgate-edge serve --config FILE`: the same providers, models and keys as the control plane
 //! would send, from a TOML file, for a laptop or a single box without Postgres.
 
+use super::keys::KeyRecord;
 use super::snapshot::{
-    DEFAULT_MAX_OUTPUT_TOKENS, HttpEndpoint, ModelConfig, ModelTimeouts, Owner, ProviderConfig,
-    ProviderSettings, Snapshot, VirtualKey,
+    DEFAULT_MAX_OUTPUT_TOKENS, HttpEndpoint, ModelConfig, ModelTimeouts, Owner, Owners,
+    ProviderConfig, ProviderSettings, Snapshot,
 };
 use crate::pricing::{Price, PriceSchedule};
 use crate::providers::mock::MockSettings;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 use tollgate_contract::address;
 use tollgate_contract::provider::ProviderKind;
 
@@ -118,11 +121,16 @@ struct FileKey {
     allowed_models: Vec<String>,
 }
 
-fn owner(kind: &str, name: &str) -> Owner {
-    Owner {
-        id: format!("{kind}:{name}"),
-        name: name.to_owned(),
-    }
+/// Files name owners only; the id is the kind and the name.
+fn owner(owners: &mut HashMap<String, Arc<Owner>>, kind: &str, name: &str) -> String {
+    let id = format!("{kind}:{name}");
+    owners.entry(id.clone()).or_insert_with(|| {
+        Arc::new(Owner {
+            id: id.clone(),
+            name: name.to_owned(),
+        })
+    });
+    id
 }
 
 pub fn load(path: &Path) -> Result<Snapshot, FileConfigError> {
@@ -291,6 +299,7 @@ pub fn parse(text: &str) -> Result<Snapshot, FileConfigError> {
     }
 
     let mut keys = Vec::with_capacity(file.keys.len());
+    let mut owners = Owners::default();
     for (index, key) in file.keys.into_iter().enumerate() {
         let key_hash: [u8; 32] = match (key.key, key.key_sha256) {
             (Some(plaintext), None) if !plaintext.is_empty() => {
@@ -310,15 +319,33 @@ pub fn parse(text: &str) -> Result<Snapshot, FileConfigError> {
                 )));
             }
         };
-        keys.push(VirtualKey {
+        let org_id = owner(&mut owners.orgs, "org", &key.org);
+        let team_id = format!("team:{}", key.team);
+        let (_, team_org) = owners.teams.entry(team_id.clone()).or_insert_with(|| {
+            let team = Owner {
+                id: team_id.clone(),
+                name: key.team.clone(),
+            };
+            (Arc::new(team), org_id.clone())
+        });
+        if *team_org != org_id {
+            return Err(invalid(format!(
+                "keys[{index}]: team '{}' is already used under another org",
+                key.team
+            )));
+        }
+        keys.push(KeyRecord {
             id: format!("file-key-{index}"),
             key_hash,
             prefix: hex::encode(&key_hash[..4]),
-            org: owner("org", &key.org),
-            team: owner("team", &key.team),
-            project: owner("project", &key.project),
-            user: key.user.as_deref().map(|user| owner("user", user)),
-            allowed_models: key.allowed_models.into_iter().collect(),
+            org_id,
+            team_id,
+            project_id: owner(&mut owners.projects, "project", &key.project),
+            user_id: key
+                .user
+                .as_deref()
+                .map(|user| owner(&mut owners.users, "user", user)),
+            allowed_models: Arc::new(key.allowed_models.into_iter().collect()),
             expires_at_unix_ms: None,
         });
     }
@@ -326,7 +353,8 @@ pub fn parse(text: &str) -> Result<Snapshot, FileConfigError> {
     Ok(Snapshot {
         version: 1,
         generated_at_unix_ms: 0,
-        keys,
+        owners,
+        keys: Some(keys),
         providers,
         models,
         org_time_zones: Default::default(),
@@ -366,7 +394,7 @@ mod tests {
         .unwrap();
         assert_eq!(snapshot.models[0].upstream_model, "mock-small");
         assert_eq!(
-            snapshot.keys[0].key_hash,
+            snapshot.keys.as_ref().unwrap()[0].key_hash,
             <[u8; 32]>::from(Sha256::digest(b"tg_local"))
         );
     }

@@ -1,7 +1,8 @@
 //! The compiled, immutable form of one config snapshot: hash maps the request path reads
 //! without locks, and provider adapters built once (sharing one pooled HTTP client).
 
-use super::snapshot::{ProviderSettings, Snapshot, SnapshotError, VirtualKey};
+use super::keys::KeyRecord;
+use super::snapshot::{Owners, ProviderSettings, Snapshot, SnapshotError, VirtualKey};
 use crate::limits::spec::{Level, LimitSpec};
 use crate::pricing::PriceSchedule;
 use crate::providers::anthropic::AnthropicProvider;
@@ -19,15 +20,14 @@ use std::sync::Arc;
 pub struct Runtime {
     pub version: u64,
     pub generated_at_unix_ms: i64,
-    keys_by_hash: HashMap<[u8; 32], Arc<VirtualKey>>,
+    owners: Owners,
     models_by_name: HashMap<String, Arc<ModelRoute>>,
     /// Model routes sorted by name, for listings.
     models_sorted: Vec<Arc<ModelRoute>>,
     /// Every configured limit; the limiter keeps one counter per entry.
     limits: Vec<Arc<LimitSpec>>,
-    /// Per virtual key id, the limits a request with it must pass: org, team, project, user
-    /// (if any), key. Keys without limits are absent.
-    key_limits: HashMap<String, Arc<[Arc<LimitSpec>]>>,
+    /// Per level (org, team, project, user, key) and scope id, the limits configured there.
+    limits_by_scope: [HashMap<Arc<str>, Vec<Arc<LimitSpec>>>; Level::ALL.len()],
 }
 
 /// Where a public model name goes and what it costs.
@@ -142,51 +142,23 @@ impl Runtime {
         models_sorted.sort_by(|a, b| a.name.cmp(&b.name));
 
         let limits: Vec<Arc<LimitSpec>> = snapshot.limits.into_iter().map(Arc::new).collect();
-        let mut by_scope: HashMap<(Level, &str), Vec<Arc<LimitSpec>>> = HashMap::new();
+        let mut limits_by_scope: [HashMap<Arc<str>, Vec<Arc<LimitSpec>>>; Level::ALL.len()] =
+            Default::default();
         for spec in &limits {
-            by_scope
-                .entry((spec.key.level, &*spec.key.scope_id))
+            limits_by_scope[spec.key.level.index()]
+                .entry(Arc::clone(&spec.key.scope_id))
                 .or_default()
                 .push(Arc::clone(spec));
         }
-        let mut key_limits = HashMap::new();
-        for key in &snapshot.keys {
-            let scopes = [
-                Some((Level::Org, key.org.id.as_str())),
-                Some((Level::Team, key.team.id.as_str())),
-                Some((Level::Project, key.project.id.as_str())),
-                key.user
-                    .as_ref()
-                    .map(|user| (Level::User, user.id.as_str())),
-                Some((Level::Key, key.id.as_str())),
-            ];
-            let applying: Vec<Arc<LimitSpec>> = scopes
-                .into_iter()
-                .flatten()
-                .filter_map(|scope| by_scope.get(&scope))
-                .flatten()
-                .cloned()
-                .collect();
-            if !applying.is_empty() {
-                key_limits.insert(key.id.clone(), Arc::from(applying));
-            }
-        }
-        drop(by_scope);
-
-        let keys_by_hash = snapshot
-            .keys
-            .into_iter()
-            .map(|key| (key.key_hash, Arc::new(key)))
-            .collect();
 
         Ok(Self {
             version: snapshot.version,
             generated_at_unix_ms: snapshot.generated_at_unix_ms,
-            keys_by_hash,
+            owners: snapshot.owners,
             models_by_name,
             models_sorted,
             limits,
-            key_limits,
+            limits_by_scope,
         })
     }
 
@@ -194,13 +166,31 @@ impl Runtime {
         &self.limits
     }
 
-    /// The limits a request with this key must pass (empty when none apply).
-    pub fn limits_for(&self, key_id: &str) -> &[Arc<LimitSpec>] {
-        self.key_limits.get(key_id).map_or(&[], |limits| limits)
+    /// The limits a request with this key must pass, in the order org, team, project, user
+    /// (if any), key; empty when none apply.
+    pub fn limits_for(&self, key: &VirtualKey) -> Vec<Arc<LimitSpec>> {
+        let scopes = [
+            Some((Level::Org, key.org.id.as_str())),
+            Some((Level::Team, key.team.id.as_str())),
+            Some((Level::Project, key.project.id.as_str())),
+            key.user
+                .as_ref()
+                .map(|user| (Level::User, user.id.as_str())),
+            Some((Level::Key, key.id.as_str())),
+        ];
+        scopes
+            .into_iter()
+            .flatten()
+            .filter_map(|(level, id)| self.limits_by_scope[level.index()].get(id))
+            .flatten()
+            .cloned()
+            .collect()
     }
 
-    pub fn key(&self, key_hash: &[u8; 32]) -> Option<&Arc<VirtualKey>> {
-        self.keys_by_hash.get(key_hash)
+    /// The key with its owners as this snapshot names them; an error when the key belongs to an
+    /// org, team, project or user this snapshot does not have.
+    pub fn resolve_key(&self, key: &KeyRecord) -> Result<VirtualKey, SnapshotError> {
+        self.owners.resolve(key)
     }
 
     pub fn model(&self, name: &str) -> Option<&Arc<ModelRoute>> {
@@ -216,7 +206,8 @@ impl Runtime {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::config::snapshot::tests::{wire_limit, wire_snapshot};
+    use crate::config::snapshot::Owner;
+    use crate::config::snapshot::tests::{first_key, wire_limit, wire_snapshot};
     use crate::limits::spec::Metric;
     use tollgate_proto::v1 as pb;
 
@@ -262,13 +253,11 @@ mod tests {
             ),
         ];
         wire.models[0].max_output_tokens = 256;
-        let runtime = Runtime::compile(
-            Snapshot::try_from(wire).unwrap(),
-            &crate::providers::test_http_clients(),
-        )
-        .unwrap();
+        let snapshot = Snapshot::try_from(wire).unwrap();
+        let key = first_key(&snapshot);
+        let runtime = Runtime::compile(snapshot, &crate::providers::test_http_clients()).unwrap();
         let applying: Vec<(Level, Metric)> = runtime
-            .limits_for("k1")
+            .limits_for(&key)
             .iter()
             .map(|spec| (spec.key.level, spec.key.metric))
             .collect();
@@ -282,7 +271,17 @@ mod tests {
             ]
         );
         assert_eq!(runtime.limits().len(), 6);
-        assert!(runtime.limits_for("unknown").is_empty());
+        let mut stranger = key;
+        stranger.id = "unknown".into();
+        stranger.team = Arc::new(Owner {
+            id: "t-none".into(),
+            name: "none".into(),
+        });
+        assert_eq!(
+            runtime.limits_for(&stranger).len(),
+            2,
+            "org and project only"
+        );
         assert_eq!(runtime.model("mock-small").unwrap().max_output_tokens, 256);
     }
 }

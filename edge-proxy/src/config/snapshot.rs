@@ -2,6 +2,7 @@
 //! cannot serve correctly (unknown provider kind, dangling reference, malformed key hash) fails
 //! here, so the whole snapshot is NACKed and the previous one keeps serving.
 
+use super::keys::KeyRecord;
 use crate::limits::spec::{
     DEFAULT_HARD_THRESHOLD_PCT, DEFAULT_SOFT_THRESHOLD_PCT, Level, LimitKey, LimitSpec,
     MAX_THRESHOLD_PCT, Metric,
@@ -9,6 +10,7 @@ use crate::limits::spec::{
 use crate::pricing::{Price, PriceSchedule};
 use crate::providers::mock::MockSettings;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use tollgate_contract::address;
 use tollgate_contract::provider::ProviderKind;
 use tollgate_proto::v1 as pb;
@@ -19,7 +21,10 @@ pub use tollgate_contract::DEFAULT_MAX_OUTPUT_TOKENS;
 pub struct Snapshot {
     pub version: u64,
     pub generated_at_unix_ms: i64,
-    pub keys: Vec<VirtualKey>,
+    pub owners: Owners,
+    /// The keys, when the snapshot carries them (a config file, a plane that sends no key
+    /// deltas); `None` when keys travel as deltas and the edge keeps the table it holds.
+    pub keys: Option<Vec<KeyRecord>>,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
     /// IANA time zone per org id; the plane computes calendar periods, the edge only shows it.
@@ -34,18 +39,82 @@ pub struct Owner {
     pub name: String,
 }
 
+/// A key with its owners resolved against the snapshot in force, as one request sees it.
 #[derive(Debug, Clone)]
 pub struct VirtualKey {
     pub id: String,
     pub key_hash: [u8; 32],
     pub prefix: String,
-    pub org: Owner,
-    pub team: Owner,
-    pub project: Owner,
-    pub user: Option<Owner>,
+    pub org: Arc<Owner>,
+    pub team: Arc<Owner>,
+    pub project: Arc<Owner>,
+    pub user: Option<Arc<Owner>>,
     /// Empty means every model.
-    pub allowed_models: HashSet<String>,
+    pub allowed_models: Arc<HashSet<String>>,
     pub expires_at_unix_ms: Option<i64>,
+}
+
+/// Everything a key can belong to, by id.
+#[derive(Debug, Clone, Default)]
+pub struct Owners {
+    pub orgs: HashMap<String, Arc<Owner>>,
+    /// Each team with the id of its org.
+    pub teams: HashMap<String, (Arc<Owner>, String)>,
+    pub projects: HashMap<String, Arc<Owner>>,
+    pub users: HashMap<String, Arc<Owner>>,
+}
+
+impl Owners {
+    /// The key with its owners, or why it cannot be used with this snapshot.
+    pub fn resolve(&self, key: &KeyRecord) -> Result<VirtualKey, SnapshotError> {
+        let find = |owners: &HashMap<String, Arc<Owner>>, target: &'static str, target_id: &str| {
+            owners
+                .get(target_id)
+                .cloned()
+                .ok_or_else(|| SnapshotError::DanglingReference {
+                    what: "virtual key",
+                    id: key.id.clone(),
+                    target,
+                    target_id: target_id.to_owned(),
+                })
+        };
+        let org = find(&self.orgs, "org", &key.org_id)?;
+        let team = match self.teams.get(&key.team_id) {
+            Some((team, org_id)) if *org_id == key.org_id => Arc::clone(team),
+            Some(_) => {
+                return Err(invalid(
+                    "virtual key",
+                    &key.id,
+                    "team does not belong to the key's org",
+                ));
+            }
+            None => {
+                return Err(SnapshotError::DanglingReference {
+                    what: "virtual key",
+                    id: key.id.clone(),
+                    target: "team",
+                    target_id: key.team_id.clone(),
+                });
+            }
+        };
+        let project = find(&self.projects, "project", &key.project_id)?;
+        let user = key
+            .user_id
+            .as_deref()
+            .map(|user_id| find(&self.users, "user", user_id))
+            .transpose()?;
+        Ok(VirtualKey {
+            id: key.id.clone(),
+            key_hash: key.key_hash,
+            prefix: key.prefix.clone(),
+            org,
+            team,
+            project,
+            user,
+            allowed_models: Arc::clone(&key.allowed_models),
+            expires_at_unix_ms: key.expires_at_unix_ms,
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -151,28 +220,28 @@ fn owners<T>(
     items: &[T],
     id: impl Fn(&T) -> &str,
     name: impl Fn(&T) -> &str,
-) -> HashMap<String, Owner> {
+) -> HashMap<String, Arc<Owner>> {
     items
         .iter()
         .map(|item| {
             (
                 id(item).to_owned(),
-                Owner {
+                Arc::new(Owner {
                     id: id(item).to_owned(),
                     name: name(item).to_owned(),
-                },
+                }),
             )
         })
         .collect()
 }
 
 fn lookup(
-    owners: &HashMap<String, Owner>,
+    owners: &HashMap<String, Arc<Owner>>,
     what: &'static str,
     id: &str,
     target: &'static str,
     target_id: &str,
-) -> Result<Owner, SnapshotError> {
+) -> Result<Arc<Owner>, SnapshotError> {
     owners
         .get(target_id)
         .cloned()
@@ -192,68 +261,52 @@ impl TryFrom<pb::ConfigSnapshot> for Snapshot {
         let teams = owners(&wire.teams, |t| &t.id, |t| &t.name);
         let projects = owners(&wire.projects, |p| &p.id, |p| &p.name);
         let users = owners(&wire.users, |u| &u.id, |u| &u.name);
-        let team_org: HashMap<&str, &str> = wire
-            .teams
-            .iter()
-            .map(|t| (t.id.as_str(), t.org_id.as_str()))
-            .collect();
         for team in &wire.teams {
             lookup(&orgs, "team", &team.id, "org", &team.org_id)?;
         }
         for project in &wire.projects {
             lookup(&teams, "project", &project.id, "team", &project.team_id)?;
         }
+        let team_orgs: HashMap<&str, &str> = wire
+            .teams
+            .iter()
+            .map(|t| (t.id.as_str(), t.org_id.as_str()))
+            .collect();
+        let owners = Owners {
+            teams: teams
+                .iter()
+                .map(|(id, team)| {
+                    let org_id = team_orgs.get(id.as_str()).copied().unwrap_or_default();
+                    (id.clone(), (Arc::clone(team), org_id.to_owned()))
+                })
+                .collect(),
+            orgs: orgs.clone(),
+            projects: projects.clone(),
+            users: users.clone(),
+        };
 
-        let mut keys = Vec::with_capacity(wire.virtual_keys.len());
-        let mut seen_hashes = HashSet::new();
-        for key in wire.virtual_keys {
-            let key_hash: [u8; 32] = key
-                .key_hash
-                .as_slice()
-                .try_into()
-                .map_err(|_| invalid("virtual key", &key.id, "key hash must be 32 bytes"))?;
-            if !seen_hashes.insert(key_hash) {
-                return Err(SnapshotError::Duplicate {
-                    what: "virtual key hash",
-                    name: key.key_prefix,
-                });
+        // Keys in the snapshot must all be usable with it; keys that come as deltas are
+        // resolved when a request uses them.
+        let keys = if wire.keys_by_delta {
+            None
+        } else {
+            let mut keys = Vec::with_capacity(wire.virtual_keys.len());
+            let mut seen_hashes = HashSet::new();
+            for key in wire.virtual_keys {
+                let id = key.id.clone();
+                let key = KeyRecord::try_from(key)
+                    .map_err(|err| invalid("virtual key", &id, err.to_string()))?;
+                if !seen_hashes.insert(key.key_hash) {
+                    return Err(SnapshotError::Duplicate {
+                        what: "virtual key hash",
+                        name: key.prefix,
+                    });
+                }
+                owners.resolve(&key)?;
+                keys.push(key);
             }
-            if team_org.get(key.team_id.as_str()) != Some(&key.org_id.as_str()) {
-                return Err(invalid(
-                    "virtual key",
-                    &key.id,
-                    "team does not belong to the key's org",
-                ));
-            }
-            let user = if key.user_id.is_empty() {
-                None
-            } else {
-                Some(lookup(
-                    &users,
-                    "virtual key",
-                    &key.id,
-                    "user",
-                    &key.user_id,
-                )?)
-            };
-            keys.push(VirtualKey {
-                org: lookup(&orgs, "virtual key", &key.id, "org", &key.org_id)?,
-                team: lookup(&teams, "virtual key", &key.id, "team", &key.team_id)?,
-                project: lookup(
-                    &projects,
-                    "virtual key",
-                    &key.id,
-                    "project",
-                    &key.project_id,
-                )?,
-                user,
-                key_hash,
-                prefix: key.key_prefix,
-                allowed_models: key.allowed_models.into_iter().collect(),
-                expires_at_unix_ms: (key.expires_at_unix_ms != 0).then_some(key.expires_at_unix_ms),
-                id: key.id,
-            });
-        }
+            Some(keys)
+        };
 
         let mut providers = Vec::with_capacity(wire.providers.len());
         for provider in wire.providers {
@@ -340,6 +393,7 @@ impl TryFrom<pb::ConfigSnapshot> for Snapshot {
         Ok(Self {
             version: wire.version,
             generated_at_unix_ms: wire.generated_at_unix_ms,
+            owners,
             keys,
             providers,
             models,
@@ -508,6 +562,12 @@ pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    /// The first key a snapshot carries, with its owners.
+    pub fn first_key(snapshot: &Snapshot) -> VirtualKey {
+        let keys = snapshot.keys.as_ref().unwrap();
+        snapshot.owners.resolve(&keys[0]).unwrap()
+    }
+
     pub fn wire_snapshot() -> pb::ConfigSnapshot {
         pb::ConfigSnapshot {
             version: 7,
@@ -561,6 +621,7 @@ pub(crate) mod tests {
                 max_output_tokens: 0,
                 timeouts: None,
             }],
+            keys_by_delta: false,
             limits: vec![],
         }
     }
@@ -674,7 +735,8 @@ pub(crate) mod tests {
     fn a_consistent_snapshot_validates() {
         let snapshot = Snapshot::try_from(wire_snapshot()).unwrap();
         assert_eq!(snapshot.version, 7);
-        assert_eq!(snapshot.keys[0].team.name, "ml");
+        let key = &snapshot.keys.as_ref().unwrap()[0];
+        assert_eq!(snapshot.owners.resolve(key).unwrap().team.name, "ml");
         assert_eq!(snapshot.models[0].prices.at(0).map(|p| p.version), Some(1));
     }
 

@@ -1,5 +1,6 @@
-//! The last good snapshot on local disk, so an edge restarted while the control plane is down
-//! still serves. It holds provider secrets, so it is encrypted (AES-256-GCM under a key derived
+//! The last good snapshot and key table on local disk, so an edge restarted while the control
+//! plane is down still serves, and one restarted while it is up only fetches the keys that
+//! changed since. It holds provider secrets, so it is encrypted (AES-256-GCM under a key derived
 //! from the edge's join token; the GCM tag doubles as the checksum), written 0600, and replaced
 //! atomically: temp file, fsync, rename, fsync of the directory.
 
@@ -19,6 +20,10 @@ const KNOWN_EDGES_FILE: &str = "known-edges";
 /// The highest config version this edge has saved: a snapshot file older than it (a backup put
 /// back, a file copied from elsewhere) is refused at start, so a revoked key never works again.
 const VERSION_FLOOR_FILE: &str = "version-floor";
+/// The key table, as one whole-table KeyDelta, and its floor (the same rule as snapshots: a key
+/// table older than one this edge saved is refused, so a revoked key never comes back).
+const KEYS_FILE: &str = "virtual-keys.bin";
+const KEY_REVISION_FLOOR_FILE: &str = "key-revision-floor";
 
 /// Creates `dir` 0700, and makes it 0700 if it already existed with a wider mode.
 pub fn private_dir(dir: &Path) -> std::io::Result<()> {
@@ -103,13 +108,18 @@ impl StateStore {
         })
     }
 
-    fn snapshot_path(&self) -> PathBuf {
-        self.dir.join(SNAPSHOT_FILE)
+    /// The highest config version saved so far (0 when none).
+    pub fn version_floor(&self) -> u64 {
+        self.floor(VERSION_FLOOR_FILE)
     }
 
-    /// The highest version saved so far (0 when none).
-    pub fn version_floor(&self) -> u64 {
-        fs::read_to_string(self.dir.join(VERSION_FLOOR_FILE))
+    /// The highest key revision saved so far (0 when none).
+    pub fn key_revision_floor(&self) -> u64 {
+        self.floor(KEY_REVISION_FLOOR_FILE)
+    }
+
+    fn floor(&self, name: &str) -> u64 {
+        fs::read_to_string(self.dir.join(name))
             .ok()
             .and_then(|text| text.trim().parse().ok())
             .unwrap_or(0)
@@ -118,18 +128,25 @@ impl StateStore {
     /// Blocking: call from `spawn_blocking`. Saves the snapshot of `version` and raises the
     /// version floor to it.
     pub fn save(&self, plaintext: &[u8], version: u64) -> Result<(), StateError> {
-        self.save_snapshot(plaintext)?;
-        if version > self.version_floor() {
-            write_private(
-                &self.dir,
-                VERSION_FLOOR_FILE,
-                &[version.to_string().as_bytes()],
-            )?;
+        self.seal(SNAPSHOT_FILE, plaintext)?;
+        self.raise_floor(VERSION_FLOOR_FILE, version)
+    }
+
+    /// Blocking: call from `spawn_blocking`. Saves the key table at `revision` and raises the key
+    /// revision floor to it.
+    pub fn save_keys(&self, plaintext: &[u8], revision: u64) -> Result<(), StateError> {
+        self.seal(KEYS_FILE, plaintext)?;
+        self.raise_floor(KEY_REVISION_FLOOR_FILE, revision)
+    }
+
+    fn raise_floor(&self, name: &str, to: u64) -> Result<(), StateError> {
+        if to > self.floor(name) {
+            write_private(&self.dir, name, &[to.to_string().as_bytes()])?;
         }
         Ok(())
     }
 
-    fn save_snapshot(&self, plaintext: &[u8]) -> Result<(), StateError> {
+    fn seal(&self, name: &str, plaintext: &[u8]) -> Result<(), StateError> {
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
         let ciphertext = self
             .cipher
@@ -141,12 +158,21 @@ impl StateStore {
                 },
             )
             .map_err(|_| StateError::Encrypt)?;
-        write_private(&self.dir, SNAPSHOT_FILE, &[MAGIC, &nonce, &ciphertext])
+        write_private(&self.dir, name, &[MAGIC, &nonce, &ciphertext])
     }
 
     /// Blocking: call from `spawn_blocking`. `None` when nothing was saved yet.
     pub fn load(&self) -> Result<Option<Vec<u8>>, StateError> {
-        let path = self.snapshot_path();
+        self.unseal(SNAPSHOT_FILE)
+    }
+
+    /// Blocking: call from `spawn_blocking`. `None` when no key table was saved yet.
+    pub fn load_keys(&self) -> Result<Option<Vec<u8>>, StateError> {
+        self.unseal(KEYS_FILE)
+    }
+
+    fn unseal(&self, name: &str) -> Result<Option<Vec<u8>>, StateError> {
+        let path = self.dir.join(name);
         let sealed = match fs::read(&path) {
             Ok(bytes) => bytes,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -268,12 +294,19 @@ mod tests {
     }
 
     #[test]
-    fn the_version_floor_only_moves_forward() {
+    fn the_version_floors_only_move_forward() {
         let dir = tempfile::tempdir().unwrap();
         let store = StateStore::open(dir.path(), "tgj").unwrap();
         assert_eq!(store.version_floor(), 0);
         store.save(b"v7", 7).unwrap();
         store.save(b"v3", 3).unwrap();
+        assert_eq!(store.version_floor(), 7);
+        assert_eq!(store.key_revision_floor(), 0);
+        assert!(store.load_keys().unwrap().is_none());
+        store.save_keys(b"keys at 9", 9).unwrap();
+        store.save_keys(b"keys at 8", 8).unwrap();
+        assert_eq!(store.key_revision_floor(), 9);
+        assert_eq!(store.load_keys().unwrap().unwrap(), b"keys at 8");
         assert_eq!(store.version_floor(), 7);
     }
 

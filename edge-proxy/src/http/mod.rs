@@ -77,8 +77,20 @@ async fn healthz() -> &'static str {
 
 /// Ready only once a config is loaded: before that every API call would fail.
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let keys = state.runtime.keys();
     match state.runtime.load() {
-        Some(runtime) => format!("ready: config version {}\n", runtime.version).into_response(),
+        Some(runtime) if keys.is_loaded() => format!(
+            "ready: config version {}, key revision {} ({} keys)\n",
+            runtime.version,
+            keys.revision(),
+            keys.len()
+        )
+        .into_response(),
+        Some(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: waiting for the virtual keys\n",
+        )
+            .into_response(),
         None => (
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: no config loaded\n",

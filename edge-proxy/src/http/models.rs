@@ -15,7 +15,12 @@ pub async fn list(
     headers: HeaderMap,
 ) -> Result<Json<ModelList>, GatewayError> {
     let runtime = state.runtime.load().ok_or(GatewayError::NotReady)?;
-    let key = auth::authenticate(&runtime, &headers, auth::now_unix_ms())?;
+    let key = auth::authenticate(
+        &runtime,
+        state.runtime.keys(),
+        &headers,
+        auth::now_unix_ms(),
+    )?;
     let created = runtime.generated_at_unix_ms / 1000;
     let data = runtime
         .models()

@@ -28,7 +28,7 @@ pub struct Caller {
 impl Caller {
     pub fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Self, GatewayError> {
         let runtime = state.runtime.load().ok_or(GatewayError::NotReady)?;
-        let key = auth::authenticate(&runtime, headers, auth::now_unix_ms())?;
+        let key = auth::authenticate(&runtime, state.runtime.keys(), headers, auth::now_unix_ms())?;
         let limits = state.limiter.bind(&runtime, &key);
         Ok(Self {
             runtime,

@@ -5,7 +5,6 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
-use crate::config::runtime::Runtime;
 use crate::config::snapshot::Snapshot;
 use crate::config::snapshot::tests::{wire_limit, wire_snapshot};
 use crate::limits::clock::SystemClock;
@@ -39,7 +38,9 @@ pub(super) async fn serve_snapshot(mut wire: pb::ConfigSnapshot) -> Served {
     wire.virtual_keys[0].key_hash = Sha256::digest(b"tg_limited").to_vec();
     let http = crate::providers::test_http_clients();
     let runtime = Arc::new(RuntimeHolder::new());
-    runtime.store(Runtime::compile(Snapshot::try_from(wire).unwrap(), &http).unwrap());
+    runtime
+        .install(Snapshot::try_from(wire).unwrap(), &http)
+        .unwrap();
     let spool_dir = tempfile::tempdir().unwrap();
     let (_sink, spool_state, _writer) =
         spool::open(SpoolConfig::new(spool_dir.path().join("spool"))).unwrap();

@@ -161,7 +161,7 @@ impl Limiter {
     /// The counters of every limit that applies to `key` (org, team, project, user, key), in
     /// the runtime's order. Syncs first if this runtime is newer than the counter set.
     pub fn bind(&self, runtime: &Runtime, key: &VirtualKey) -> KeyLimits {
-        let specs = runtime.limits_for(&key.id);
+        let specs = runtime.limits_for(key);
         if specs.is_empty() {
             return KeyLimits::empty(Arc::clone(&self.clock));
         }

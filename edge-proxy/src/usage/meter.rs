@@ -329,7 +329,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::config::snapshot::Snapshot;
-    use crate::config::snapshot::tests::wire_snapshot;
+    use crate::config::snapshot::tests::{first_key, wire_snapshot};
 
     /// The usage event recorded when a request that reached the upstream fails with `err`.
     fn failed_after_call(err: ProviderError) -> UsageEvent {
@@ -340,7 +340,7 @@ mod tests {
             edge_id: "edge".into(),
         };
         let snapshot = Snapshot::try_from(wire_snapshot()).unwrap();
-        let mut meter = RequestMeter::start(&context, &snapshot.keys[0], "req", 1);
+        let mut meter = RequestMeter::start(&context, &first_key(&snapshot), "req", 1);
         meter.prompt_counted(42);
         meter.upstream_called();
         meter.fail(GatewayError::Provider(err));

@@ -17,6 +17,11 @@ pub enum Level {
 impl Level {
     pub const ALL: [Level; 5] = [Self::Org, Self::Team, Self::Project, Self::User, Self::Key];
 
+    /// Position in `ALL`, for tables indexed by level.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The spelling stored in `limits.scope_kind` and shown in errors, headers and metric labels.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -4,7 +4,6 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
-use crate::config::runtime::Runtime;
 use crate::config::snapshot::Snapshot;
 use crate::config::snapshot::tests::{wire_limit, wire_snapshot};
 use crate::limits::clock::SystemClock;
@@ -119,13 +118,12 @@ async fn harness(plane: FakePlane, interval: Duration) -> Harness {
         10,
     )];
     let runtime = Arc::new(RuntimeHolder::new());
-    runtime.store(
-        Runtime::compile(
+    runtime
+        .install(
             Snapshot::try_from(wire).unwrap(),
             &crate::providers::test_http_clients(),
         )
-        .unwrap(),
-    );
+        .unwrap();
     let metrics = Arc::new(Metrics::new());
     let limiter = Arc::new(Limiter::new(
         true,
@@ -153,8 +151,9 @@ async fn harness(plane: FakePlane, interval: Duration) -> Harness {
 impl Harness {
     fn key_limits(&self) -> crate::limits::admission::KeyLimits {
         let runtime = self.runtime.load().unwrap();
-        let key = runtime.key(&[7; 32]).unwrap();
-        self.limiter.bind(&runtime, key)
+        let record = self.runtime.keys().get(&[7; 32]).unwrap();
+        let key = runtime.resolve_key(&record).unwrap();
+        self.limiter.bind(&runtime, &key)
     }
 
     fn counter(&self) -> Arc<Counter> {
