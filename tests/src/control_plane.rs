@@ -72,6 +72,7 @@ pub struct EdgeStatus {
     pub last_nack_version: u64,
     pub last_nack_reason: String,
     pub last_nack_at_unix_ms: i64,
+    pub key_revision: u64,
 }
 
 /// A running control plane (`tollgate-cp serve`) on a migrated [`TestDb`].

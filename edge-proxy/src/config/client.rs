@@ -23,8 +23,8 @@ use tollgate_proto::v1::config_service_client::ConfigServiceClient;
 const HEARTBEAT: Duration = Duration::from_secs(10);
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_CAP: Duration = Duration::from_secs(10);
-/// Key table saves are coalesced: at a million keys one save encodes, encrypts and writes
-/// ~200 MB, so a burst of revocations costs one save, not one each.
+/// Key table saves are spaced at least this far apart: at a million keys one save encodes,
+/// encrypts and writes ~200 MB, so a burst of revocations must not cost one save each.
 const KEY_SAVE_DELAY: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
@@ -254,8 +254,8 @@ async fn apply_keys(table: Arc<KeyTable>, change: KeyChange) -> u64 {
     revision
 }
 
-/// Saves the key table a little after each change (coalescing bursts), and once more at
-/// shutdown. Returns what wakes it.
+/// Saves the key table after a change, at most once per `KEY_SAVE_DELAY` (a burst of changes
+/// costs one more save, not one each), and once more at shutdown. Returns what wakes it.
 fn spawn_key_saver(
     state: Arc<StateStore>,
     table: Arc<KeyTable>,
@@ -267,12 +267,7 @@ fn spawn_key_saver(
         let mut saved_revision = None;
         loop {
             tokio::select! {
-                () = woken.notified() => {
-                    tokio::select! {
-                        () = tokio::time::sleep(KEY_SAVE_DELAY) => {}
-                        () = shutdown.cancelled() => {}
-                    }
-                }
+                () = woken.notified() => {}
                 () = shutdown.cancelled() => {}
             }
             let revision = table.revision();
@@ -291,6 +286,11 @@ fn spawn_key_saver(
             }
             if shutdown.is_cancelled() {
                 return;
+            }
+            // Changes meanwhile leave a wake-up behind, so the next save follows this pause.
+            tokio::select! {
+                () = tokio::time::sleep(KEY_SAVE_DELAY) => {}
+                () = shutdown.cancelled() => {}
             }
         }
     });
