@@ -235,6 +235,11 @@ impl ControlPlane {
         Metrics::scrape(&http_client(), &url).await
     }
 
+    /// Process id of the running plane, if it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.pid()
+    }
+
     /// Kills the control plane. Edges lose their config stream; the database stays.
     pub fn stop(&mut self) {
         self.process.stop();

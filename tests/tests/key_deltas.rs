@@ -106,7 +106,11 @@ async fn keys_travel_as_deltas_from_the_revision_the_edge_holds() {
     let grown = edge.key_change().await;
     let sizes: Vec<usize> = grown.iter().map(|part| part.upserts.len()).collect();
     assert_eq!(sizes, vec![10_000, 10_000, 5_000]);
-    assert!(grown.iter().all(|part| !part.reset && part.from_revision == start));
+    assert!(
+        grown
+            .iter()
+            .all(|part| !part.reset && part.from_revision == start)
+    );
     assert_eq!(
         grown.iter().filter(|part| part.last_part).count(),
         1,
@@ -131,17 +135,26 @@ async fn keys_travel_as_deltas_from_the_revision_the_edge_holds() {
     assert!(!change[0].reset);
     assert_eq!(change[0].removed_key_hashes, vec![demo_hash.clone()]);
     assert_eq!(change[0].to_revision, after_revocation);
-    let mut ahead = FakeEdge::connect_with(&cp, delta_hello("ahead", after_revocation + 1000)).await;
+    let mut ahead =
+        FakeEdge::connect_with(&cp, delta_hello("ahead", after_revocation + 1000)).await;
     let table = ahead.key_change().await;
     assert!(table[0].reset);
-    assert_eq!(table.iter().map(|part| part.upserts.len()).sum::<usize>(), 25_000);
+    assert_eq!(
+        table.iter().map(|part| part.upserts.len()).sum::<usize>(),
+        25_000
+    );
 
     // An edge that does not ask for deltas gets the usable keys in its snapshot.
     let mut legacy = FakeEdge::connect(&cp).await;
     let snapshot = legacy.snapshot_at_least(after_revocation).await;
     assert!(!snapshot.keys_by_delta);
     assert_eq!(snapshot.virtual_keys.len(), 25_000);
-    assert!(snapshot.virtual_keys.iter().all(|key| key.key_hash != demo_hash));
+    assert!(
+        snapshot
+            .virtual_keys
+            .iter()
+            .all(|key| key.key_hash != demo_hash)
+    );
 
     // Keys are revoked, never deleted: a deletion would never reach edges.
     let deleted = sqlx::query("DELETE FROM virtual_keys WHERE name = 'bulk-key-1'")
@@ -218,12 +231,12 @@ async fn an_older_key_table_put_back_is_refused_on_restart() {
         .chat_status(&doomed.plaintext, "mock-small")
         .await
         .unwrap();
-    assert_ne!(status, 200, "the revoked key works again from the old table");
+    assert_ne!(
+        status, 200,
+        "the revoked key works again from the old table"
+    );
     assert!(
-        stack
-            .edge
-            .logs()
-            .contains("not using a saved key table"),
+        stack.edge.logs().contains("not using a saved key table"),
         "{}",
         stack.edge.logs()
     );

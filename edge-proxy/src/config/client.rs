@@ -23,9 +23,9 @@ use tollgate_proto::v1::config_service_client::ConfigServiceClient;
 const HEARTBEAT: Duration = Duration::from_secs(10);
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_CAP: Duration = Duration::from_secs(10);
-/// Key table saves are spaced at least this far apart: at a million keys one save encodes,
-/// encrypts and writes ~200 MB, so a burst of revocations must not cost one save each.
-const KEY_SAVE_DELAY: Duration = Duration::from_secs(2);
+/// How long after a key change the table is saved: at a million keys one save encodes,
+/// encrypts and writes ~200 MB, so a burst of revocations must cost one save, not one each.
+const KEY_SAVE_DELAY: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -254,8 +254,9 @@ async fn apply_keys(table: Arc<KeyTable>, change: KeyChange) -> u64 {
     revision
 }
 
-/// Saves the key table after a change, at most once per `KEY_SAVE_DELAY` (a burst of changes
-/// costs one more save, not one each), and once more at shutdown. Returns what wakes it.
+/// Saves the key table: at once the first time (so an edge restarted soon after its first sync
+/// has it), then `KEY_SAVE_DELAY` after a change, so a burst of changes costs one save and a
+/// save never competes with the change it follows; once more at shutdown. Returns what wakes it.
 fn spawn_key_saver(
     state: Arc<StateStore>,
     table: Arc<KeyTable>,
@@ -269,6 +270,12 @@ fn spawn_key_saver(
             tokio::select! {
                 () = woken.notified() => {}
                 () = shutdown.cancelled() => {}
+            }
+            if saved_revision.is_some() {
+                tokio::select! {
+                    () = tokio::time::sleep(KEY_SAVE_DELAY) => {}
+                    () = shutdown.cancelled() => {}
+                }
             }
             let revision = table.revision();
             if saved_revision != Some(revision) {
@@ -286,11 +293,6 @@ fn spawn_key_saver(
             }
             if shutdown.is_cancelled() {
                 return;
-            }
-            // Changes meanwhile leave a wake-up behind, so the next save follows this pause.
-            tokio::select! {
-                () = tokio::time::sleep(KEY_SAVE_DELAY) => {}
-                () = shutdown.cancelled() => {}
             }
         }
     });

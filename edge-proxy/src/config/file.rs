@@ -338,13 +338,13 @@ pub fn parse(text: &str) -> Result<Snapshot, FileConfigError> {
             id: format!("file-key-{index}"),
             key_hash,
             prefix: hex::encode(&key_hash[..4]),
-            org_id,
-            team_id,
-            project_id: owner(&mut owners.projects, "project", &key.project),
+            org_id: org_id.into(),
+            team_id: team_id.into(),
+            project_id: owner(&mut owners.projects, "project", &key.project).into(),
             user_id: key
                 .user
                 .as_deref()
-                .map(|user| owner(&mut owners.users, "user", user)),
+                .map(|user| owner(&mut owners.users, "user", user).into()),
             allowed_models: Arc::new(key.allowed_models.into_iter().collect()),
             expires_at_unix_ms: None,
         });

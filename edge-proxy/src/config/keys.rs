@@ -21,10 +21,12 @@ pub struct KeyRecord {
     pub id: String,
     pub key_hash: [u8; 32],
     pub prefix: String,
-    pub org_id: String,
-    pub team_id: String,
-    pub project_id: String,
-    pub user_id: Option<String>,
+    /// Owner ids are shared by every key of the table that names them (a million keys under a
+    /// few thousand projects hold a few thousand copies).
+    pub org_id: Arc<str>,
+    pub team_id: Arc<str>,
+    pub project_id: Arc<str>,
+    pub user_id: Option<Arc<str>>,
     /// Empty means every model.
     pub allowed_models: Arc<HashSet<String>>,
     pub expires_at_unix_ms: Option<i64>,
@@ -74,10 +76,10 @@ impl TryFrom<pb::SnapshotVirtualKey> for KeyRecord {
         Ok(Self {
             key_hash,
             prefix: wire.key_prefix,
-            org_id: wire.org_id,
-            team_id: wire.team_id,
-            project_id: wire.project_id,
-            user_id: (!wire.user_id.is_empty()).then_some(wire.user_id),
+            org_id: Arc::from(wire.org_id),
+            team_id: Arc::from(wire.team_id),
+            project_id: Arc::from(wire.project_id),
+            user_id: (!wire.user_id.is_empty()).then(|| Arc::from(wire.user_id)),
             allowed_models: Arc::new(wire.allowed_models.into_iter().collect()),
             expires_at_unix_ms: (wire.expires_at_unix_ms != 0).then_some(wire.expires_at_unix_ms),
             id: wire.id,
@@ -91,10 +93,14 @@ impl From<&KeyRecord> for pb::SnapshotVirtualKey {
             id: key.id.clone(),
             key_hash: key.key_hash.to_vec(),
             key_prefix: key.prefix.clone(),
-            org_id: key.org_id.clone(),
-            team_id: key.team_id.clone(),
-            project_id: key.project_id.clone(),
-            user_id: key.user_id.clone().unwrap_or_default(),
+            org_id: key.org_id.to_string(),
+            team_id: key.team_id.to_string(),
+            project_id: key.project_id.to_string(),
+            user_id: key
+                .user_id
+                .as_deref()
+                .map(str::to_owned)
+                .unwrap_or_default(),
             allowed_models: key.allowed_models.iter().cloned().collect(),
             expires_at_unix_ms: key.expires_at_unix_ms.unwrap_or(0),
         }
@@ -149,7 +155,37 @@ pub struct KeyTable {
     /// been sent yet, so it is not ready.
     loaded: AtomicBool,
     /// Changes are applied one at a time, so two never copy the same shard from the same base.
-    writer: Mutex<()>,
+    /// The writer also holds what keys share: owner ids and the empty model list.
+    writer: Mutex<Shared>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    owner_ids: HashSet<Arc<str>>,
+    every_model: Arc<HashSet<String>>,
+}
+
+impl Shared {
+    fn intern(&mut self, id: &mut Arc<str>) {
+        match self.owner_ids.get(id) {
+            Some(shared) => *id = Arc::clone(shared),
+            None => {
+                self.owner_ids.insert(Arc::clone(id));
+            }
+        }
+    }
+
+    fn share(&mut self, key: &mut KeyRecord) {
+        self.intern(&mut key.org_id);
+        self.intern(&mut key.team_id);
+        self.intern(&mut key.project_id);
+        if let Some(user_id) = &mut key.user_id {
+            self.intern(user_id);
+        }
+        if key.allowed_models.is_empty() {
+            key.allowed_models = Arc::clone(&self.every_model);
+        }
+    }
 }
 
 impl Default for KeyTable {
@@ -158,7 +194,7 @@ impl Default for KeyTable {
             shards: (0..SHARDS).map(|_| ArcSwap::default()).collect(),
             revision: AtomicU64::new(0),
             loaded: AtomicBool::new(false),
-            writer: Mutex::new(()),
+            writer: Mutex::new(Shared::default()),
         }
     }
 }
@@ -191,12 +227,16 @@ impl KeyTable {
     /// Blocking for a large change (a whole table of a million keys takes about a second):
     /// call it off the async threads.
     pub fn apply(&self, change: KeyChange) {
-        let _writing = self
+        let mut shared = self
             .writer
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if change.reset {
+            shared.owner_ids.clear();
+        }
         let mut touched: HashMap<usize, (Vec<KeyRecord>, Vec<[u8; 32]>)> = HashMap::new();
-        for key in change.upserts {
+        for mut key in change.upserts {
+            shared.share(&mut key);
             touched
                 .entry(shard_of(&key.key_hash))
                 .or_default()
@@ -476,5 +516,12 @@ mod tests {
         restored.apply(KeyChange::from_wire_table(table.to_wire()).unwrap());
         assert_eq!((restored.len(), restored.revision()), (300, 42));
         assert_eq!(restored.get(&hash(299)), table.get(&hash(299)));
+        // Keys share their owners' ids and the empty model list.
+        let (first, last) = (
+            restored.get(&hash(0)).unwrap(),
+            restored.get(&hash(299)).unwrap(),
+        );
+        assert!(Arc::ptr_eq(&first.team_id, &last.team_id));
+        assert!(Arc::ptr_eq(&first.allowed_models, &last.allowed_models));
     }
 }

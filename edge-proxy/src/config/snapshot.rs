@@ -79,8 +79,8 @@ impl Owners {
                 })
         };
         let org = find(&self.orgs, "org", &key.org_id)?;
-        let team = match self.teams.get(&key.team_id) {
-            Some((team, org_id)) if *org_id == key.org_id => Arc::clone(team),
+        let team = match self.teams.get(&*key.team_id) {
+            Some((team, org_id)) if **org_id == *key.org_id => Arc::clone(team),
             Some(_) => {
                 return Err(invalid(
                     "virtual key",
@@ -93,7 +93,7 @@ impl Owners {
                     what: "virtual key",
                     id: key.id.clone(),
                     target: "team",
-                    target_id: key.team_id.clone(),
+                    target_id: key.team_id.to_string(),
                 });
             }
         };
