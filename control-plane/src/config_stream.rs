@@ -282,7 +282,7 @@ impl EdgeSession {
             Some(Kind::Heartbeat(beat)) => self.record_version(beat.config_version).await,
             Some(Kind::Nack(nack)) => {
                 tracing::warn!(edge_id = %self.edge_id, version = nack.config_version, reason = %nack.reason, "edge rejected snapshot");
-                self.record_nack(nack).await
+                self.record_nack(nack.config_version, &nack.reason).await
             }
             Some(Kind::KeysAck(ack)) => {
                 tracing::debug!(edge_id = %self.edge_id, key_revision = ack.key_revision, "edge applied key change");
@@ -290,11 +290,8 @@ impl EdgeSession {
             }
             Some(Kind::KeysNack(nack)) => {
                 tracing::warn!(edge_id = %self.edge_id, key_revision = nack.key_revision, reason = %nack.reason, "edge rejected key change");
-                self.record_nack(pb::SnapshotNack {
-                    config_version: nack.key_revision,
-                    reason: format!("virtual keys: {}", nack.reason),
-                })
-                .await
+                self.record_nack(nack.key_revision, &format!("virtual keys: {}", nack.reason))
+                    .await
             }
             Some(Kind::Hello(_)) | None => Ok(()),
         };
@@ -329,9 +326,11 @@ impl EdgeSession {
         Ok(())
     }
 
-    async fn record_nack(&self, nack: pb::SnapshotNack) -> Result<(), sqlx::Error> {
-        let version = i64::try_from(nack.config_version).unwrap_or(i64::MAX);
-        let reason: String = nack.reason.chars().take(MAX_NACK_REASON_LEN).collect();
+    /// A refused snapshot (by config version) or key change (by key revision, its reason
+    /// prefixed), the latest shown in the edges listing.
+    async fn record_nack(&self, version: u64, reason: &str) -> Result<(), sqlx::Error> {
+        let version = i64::try_from(version).unwrap_or(i64::MAX);
+        let reason: String = reason.chars().take(MAX_NACK_REASON_LEN).collect();
         sqlx::query!(
             r#"UPDATE edges SET last_nack_version = $2, last_nack_reason = $3, last_nack_at = now(),
                                 last_seen_at = now()

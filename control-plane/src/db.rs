@@ -10,6 +10,21 @@ pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/tollg
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
+/// A read-only repeatable-read transaction and the config version it sees: everything read in
+/// it is that one version, as snapshots and key changes must be.
+pub async fn read_at_config_version(
+    pool: &PgPool,
+) -> Result<(sqlx::Transaction<'static, sqlx::Postgres>, u64), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query!("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    let version = sqlx::query_scalar!("SELECT version FROM config_version")
+        .fetch_one(&mut *tx)
+        .await?;
+    Ok((tx, u64::try_from(version).unwrap_or(0)))
+}
+
 pub async fn connect(database_url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
     let options = PgConnectOptions::from_str(database_url)?
         .log_statements(tracing::log::LevelFilter::Debug)

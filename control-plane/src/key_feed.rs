@@ -5,6 +5,7 @@
 //! version it reaches, and the newest few are cached: a fleet of edges at the same revision
 //! costs one query, a fleet joining at once one read of the table.
 
+use crate::db;
 use crate::error::AdminError;
 use crate::snapshot::unix_ms_or_zero;
 use futures::TryStreamExt;
@@ -17,8 +18,8 @@ use tollgate_proto::v1 as pb;
 /// Keys (changed or removed) per KeyDelta part: ~2 MB at ~200 bytes a key, far below what an
 /// edge decodes, and small enough that no single message holds up the stream.
 pub const KEYS_PER_PART: usize = 10_000;
-/// Changes kept for reuse: the latest whole table and the latest few increments.
-const CACHED_CHANGES: usize = 4;
+/// Increments kept for reuse (edges a revision or two behind the newest find theirs).
+const CACHED_INCREMENTS: usize = 4;
 
 /// The key table's change from one revision to another, ready to send.
 #[derive(Debug)]
@@ -44,17 +45,21 @@ impl KeyChange {
     }
 }
 
+/// The whole table and the increments are cached and built under separate locks: reading a
+/// million keys for a joining edge takes seconds, and must not hold up a revocation meanwhile.
 #[derive(Debug)]
 pub struct KeyFeed {
     pool: PgPool,
-    cache: Mutex<VecDeque<Arc<KeyChange>>>,
+    whole_table: Mutex<Option<Arc<KeyChange>>>,
+    increments: Mutex<VecDeque<Arc<KeyChange>>>,
 }
 
 impl KeyFeed {
     pub fn new(pool: PgPool) -> Self {
         Self {
             pool,
-            cache: Mutex::new(VecDeque::new()),
+            whole_table: Mutex::new(None),
+            increments: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -62,36 +67,43 @@ impl KeyFeed {
     /// version `at_least`. The whole table when `held` is 0 or ahead of the plane (a database
     /// restored from a backup: the edge may hold keys the plane no longer has).
     pub async fn change(&self, held: u64, at_least: u64) -> Result<Arc<KeyChange>, AdminError> {
-        let mut cache = self.cache.lock().await;
-        let reuse = cache.iter().find(|change| {
-            change.to_revision >= at_least
-                && change.to_revision >= held
-                && if held == 0 {
-                    change.reset
-                } else {
-                    !change.reset && change.from_revision == held
-                }
-        });
-        if let Some(change) = reuse {
+        if held == 0 {
+            return self.whole_table(at_least).await;
+        }
+        let mut increments = self.increments.lock().await;
+        if let Some(change) = increments
+            .iter()
+            .find(|change| change.from_revision == held && change.to_revision >= at_least)
+        {
             return Ok(Arc::clone(change));
         }
         let built = Arc::new(self.read(held).await?);
-        if cache.len() >= CACHED_CHANGES {
-            cache.pop_front();
+        if built.reset {
+            // The edge is ahead of the plane; the next edge like it may share this table.
+            *self.whole_table.lock().await = Some(Arc::clone(&built));
+            return Ok(built);
         }
-        cache.push_back(Arc::clone(&built));
+        if increments.len() >= CACHED_INCREMENTS {
+            increments.pop_front();
+        }
+        increments.push_back(Arc::clone(&built));
+        Ok(built)
+    }
+
+    async fn whole_table(&self, at_least: u64) -> Result<Arc<KeyChange>, AdminError> {
+        let mut cached = self.whole_table.lock().await;
+        if let Some(table) = cached.as_ref()
+            && table.to_revision >= at_least
+        {
+            return Ok(Arc::clone(table));
+        }
+        let built = Arc::new(self.read(0).await?);
+        *cached = Some(Arc::clone(&built));
         Ok(built)
     }
 
     async fn read(&self, held: u64) -> Result<KeyChange, AdminError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query!("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .execute(&mut *tx)
-            .await?;
-        let version = sqlx::query_scalar!("SELECT version FROM config_version")
-            .fetch_one(&mut *tx)
-            .await?;
-        let version = u64::try_from(version).unwrap_or(0);
+        let (mut tx, version) = db::read_at_config_version(&self.pool).await?;
         let reset = held == 0 || held > version;
         let after = if reset {
             -1

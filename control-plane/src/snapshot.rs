@@ -6,6 +6,7 @@
 //! edges asking for version N cost one build.
 
 use crate::crypto::MasterKey;
+use crate::db;
 use crate::error::AdminError;
 use crate::limits::Level;
 use crate::limits::policy::{self, LimitFilter};
@@ -47,13 +48,7 @@ impl SnapshotBuilder {
     }
 
     async fn build(&self) -> Result<pb::ConfigSnapshot, AdminError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query!("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .execute(&mut *tx)
-            .await?;
-        let version = sqlx::query_scalar!("SELECT version FROM config_version")
-            .fetch_one(&mut *tx)
-            .await?;
+        let (mut tx, version) = db::read_at_config_version(&self.pool).await?;
 
         let orgs = sqlx::query!("SELECT id, name, time_zone FROM orgs ORDER BY name")
             .fetch_all(&mut *tx)
@@ -160,7 +155,7 @@ impl SnapshotBuilder {
         tx.commit().await?;
 
         Ok(pb::ConfigSnapshot {
-            version: u64::try_from(version).unwrap_or(0),
+            version,
             generated_at_unix_ms: Utc::now().timestamp_millis(),
             orgs,
             teams,

@@ -85,6 +85,24 @@ impl TestDb {
             .expect("read config_version")
     }
 
+    /// Inserts `count` virtual keys in the project of the first key, in one statement (one
+    /// transaction, so one key revision). Key `n`'s plaintext is `{tag}{n}` and its name
+    /// `{tag}{n}`, so a test can both present and revoke it.
+    pub async fn insert_bulk_keys(&self, tag: &str, count: usize) {
+        sqlx::query(
+            "INSERT INTO virtual_keys (name, key_hash, key_prefix, org_id, team_id, project_id)
+             SELECT $1 || g, sha256(convert_to($1 || g, 'UTF8')), 'tg_bulk',
+                    org_id, team_id, project_id
+             FROM generate_series(1, $2) AS g,
+                  (SELECT org_id, team_id, project_id FROM virtual_keys LIMIT 1) AS scope",
+        )
+        .bind(tag)
+        .bind(i64::try_from(count).expect("a key count that fits i64"))
+        .execute(&self.pool)
+        .await
+        .expect("insert bulk keys");
+    }
+
     /// `SELECT tollgate_bump_config_version()`: publishes raw SQL writes to edges like an admin
     /// write would. Returns the new version.
     pub async fn bump_config_version(&self) -> i64 {

@@ -261,6 +261,22 @@ impl Edge {
         self.process.log_report(200)
     }
 
+    /// Waits up to `within` until the version floor file `name` in the edge's state dir
+    /// (`version-floor`, `key-revision-floor`) holds at least `at_least`: what it saved is on
+    /// disk.
+    pub async fn wait_state_floor(&self, name: &str, at_least: i64, within: std::time::Duration) {
+        let floor = self
+            .state_dir()
+            .expect("an edge with a state dir")
+            .join(name);
+        eventually(within, async || {
+            let saved: i64 = std::fs::read_to_string(&floor)?.trim().parse()?;
+            anyhow::ensure!(saved >= at_least, "{name} is {saved}, want {at_least}");
+            Ok::<_, anyhow::Error>(())
+        })
+        .await;
+    }
+
     /// Kills the edge (SIGKILL: no chance to flush anything it has not already written).
     pub fn stop(&mut self) {
         self.process.stop();

@@ -207,7 +207,6 @@ async fn an_older_snapshot_put_back_is_refused_on_restart() {
     let doomed = stack.create_key(&[]).await;
     let state_dir = stack.edge.state_dir().unwrap().to_owned();
     let snapshot = state_dir.join("config-snapshot.bin");
-    let floor = state_dir.join("version-floor");
     let before_revocation = std::fs::read(&snapshot).unwrap();
 
     stack
@@ -215,15 +214,10 @@ async fn an_older_snapshot_put_back_is_refused_on_restart() {
         .await;
     // The revocation's snapshot is on disk once the floor holds its version.
     let revoked_version = stack.db.config_version().await;
-    eventually(Duration::from_secs(30), async || {
-        let saved: i64 = std::fs::read_to_string(&floor)?.trim().parse()?;
-        anyhow::ensure!(
-            saved >= revoked_version,
-            "floor {saved}, want {revoked_version}"
-        );
-        Ok::<_, anyhow::Error>(())
-    })
-    .await;
+    stack
+        .edge
+        .wait_state_floor("version-floor", revoked_version, Duration::from_secs(30))
+        .await;
 
     stack.edge.stop();
     stack.cp.stop();

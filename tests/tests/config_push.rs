@@ -269,20 +269,10 @@ async fn invalid_snapshot_is_nacked_and_old_config_keeps_serving() {
 /// parts of 10k keys, and a revocation as one removal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thirty_thousand_keys_reach_the_edge_and_a_revocation_after_them() {
-    const KEYS: i64 = 30_000;
+    const KEYS: usize = 30_000;
     let stack = Stack::start().await;
     let doomed = stack.create_key(&[]).await;
-    sqlx::query(
-        "INSERT INTO virtual_keys (name, key_hash, key_prefix, org_id, team_id, project_id)
-         SELECT 'bulk-' || g, sha256(convert_to('bulk-key-' || g, 'UTF8')), 'tg_bulk',
-                org_id, team_id, project_id
-         FROM generate_series(1, $1) AS g,
-              (SELECT org_id, team_id, project_id FROM virtual_keys LIMIT 1) AS scope",
-    )
-    .bind(KEYS)
-    .execute(stack.db.pool())
-    .await
-    .unwrap();
+    stack.db.insert_bulk_keys("bulk-key-", KEYS).await;
     stack.db.bump_config_version().await;
     stack
         .revoke_key_and_wait(&doomed, Duration::from_secs(60))

@@ -19,22 +19,6 @@ async fn key_hash(db: &TestDb, key_id: &str) -> Vec<u8> {
         .unwrap()
 }
 
-/// Inserts `count` keys in the demo project in one statement (one transaction).
-async fn insert_bulk_keys(db: &TestDb, tag: &str, count: i64) {
-    sqlx::query(
-        "INSERT INTO virtual_keys (name, key_hash, key_prefix, org_id, team_id, project_id)
-         SELECT $1 || g, sha256(convert_to($1 || g, 'UTF8')), 'tg_bulk',
-                org_id, team_id, project_id
-         FROM generate_series(1, $2) AS g,
-              (SELECT org_id, team_id, project_id FROM virtual_keys LIMIT 1) AS scope",
-    )
-    .bind(tag)
-    .bind(count)
-    .execute(db.pool())
-    .await
-    .unwrap();
-}
-
 /// Log text without ANSI colour codes (they sit between a field's name and its value).
 fn without_colours(text: &str) -> String {
     let mut plain = String::with_capacity(text.len());
@@ -95,7 +79,7 @@ async fn keys_travel_as_deltas_from_the_revision_the_edge_holds() {
 
     // 25k keys in one transaction: one revision, three parts of at most 10k, only the last
     // marked, none of them a reset.
-    insert_bulk_keys(&db, "bulk-key-", 25_000).await;
+    db.insert_bulk_keys("bulk-key-", 25_000).await;
     let revisions: i64 = sqlx::query_scalar(
         "SELECT count(DISTINCT revision) FROM virtual_keys WHERE name LIKE 'bulk-key-%'",
     )
@@ -167,15 +151,11 @@ async fn keys_travel_as_deltas_from_the_revision_the_edge_holds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_edge_fetches_only_the_keys_changed_while_it_was_down() {
     let mut stack = Stack::start().await;
-    let state_dir = stack.edge.state_dir().unwrap().to_owned();
-    let floor = state_dir.join("key-revision-floor");
     let saved_version = stack.db.config_version().await;
-    eventually(PROPAGATION_TIMEOUT, async || {
-        let saved: i64 = std::fs::read_to_string(&floor)?.trim().parse()?;
-        anyhow::ensure!(saved >= saved_version, "floor {saved}");
-        Ok::<_, anyhow::Error>(())
-    })
-    .await;
+    stack
+        .edge
+        .wait_state_floor("key-revision-floor", saved_version, PROPAGATION_TIMEOUT)
+        .await;
 
     stack.edge.stop();
     let created_meanwhile = stack.cp.create_key(&stack.demo, &[]).await;
@@ -205,22 +185,20 @@ async fn an_older_key_table_put_back_is_refused_on_restart() {
     let doomed = stack.create_key(&[]).await;
     let state_dir = stack.edge.state_dir().unwrap().to_owned();
     let keys_file = state_dir.join("virtual-keys.bin");
-    let floor = state_dir.join("key-revision-floor");
-    let wait_floor = async |at_least: i64| {
-        eventually(Duration::from_secs(30), async || {
-            let saved: i64 = std::fs::read_to_string(&floor)?.trim().parse()?;
-            anyhow::ensure!(saved >= at_least, "floor {saved}, want {at_least}");
-            Ok::<_, anyhow::Error>(())
-        })
-        .await;
+    let saved = async |stack: &Stack| {
+        let version = stack.db.config_version().await;
+        stack
+            .edge
+            .wait_state_floor("key-revision-floor", version, Duration::from_secs(30))
+            .await;
     };
-    wait_floor(stack.db.config_version().await).await;
+    saved(&stack).await;
     let before_revocation = std::fs::read(&keys_file).unwrap();
 
     stack
         .revoke_key_and_wait(&doomed, Duration::from_secs(30))
         .await;
-    wait_floor(stack.db.config_version().await).await;
+    saved(&stack).await;
 
     stack.edge.stop();
     stack.cp.stop();

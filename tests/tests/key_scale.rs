@@ -58,17 +58,7 @@ async fn measure_keys_at_scale() {
     let mut stack = Stack::start().await;
 
     let loading = Instant::now();
-    sqlx::query(
-        "INSERT INTO virtual_keys (name, key_hash, key_prefix, org_id, team_id, project_id)
-         SELECT 'scale-' || g, sha256(convert_to('scale-key-' || g, 'UTF8')), 'tg_scale',
-                org_id, team_id, project_id
-         FROM generate_series(1, $1) AS g,
-              (SELECT org_id, team_id, project_id FROM virtual_keys LIMIT 1) AS scope",
-    )
-    .bind(i64::try_from(keys).unwrap())
-    .execute(stack.db.pool())
-    .await
-    .unwrap();
+    stack.db.insert_bulk_keys("scale-key-", keys).await;
     println!(
         "inserted {keys} keys in {:.1} s",
         loading.elapsed().as_secs_f64()
@@ -139,13 +129,8 @@ async fn measure_keys_at_scale() {
     let settle = async || {
         let revision = stack.db.config_version().await;
         for edge in &all_edges {
-            let floor = edge.state_dir().unwrap().join("key-revision-floor");
-            tollgate_e2e::eventually(Duration::from_secs(300), async || {
-                let saved: i64 = std::fs::read_to_string(&floor)?.trim().parse()?;
-                anyhow::ensure!(saved >= revision, "floor {saved}, want {revision}");
-                Ok::<_, anyhow::Error>(())
-            })
-            .await;
+            edge.wait_state_floor("key-revision-floor", revision, Duration::from_secs(300))
+                .await;
         }
     };
     settle().await;
@@ -162,7 +147,7 @@ async fn measure_keys_at_scale() {
         }
         let started = Instant::now();
         sqlx::query("UPDATE virtual_keys SET revoked_at = now() WHERE name = $1")
-            .bind(format!("scale-{sample}"))
+            .bind(&plaintext)
             .execute(stack.db.pool())
             .await
             .unwrap();
