@@ -320,14 +320,11 @@ pub fn parse(text: &str) -> Result<Snapshot, FileConfigError> {
             }
         };
         let org_id = owner(&mut owners.orgs, "org", &key.org);
-        let team_id = format!("team:{}", key.team);
-        let (_, team_org) = owners.teams.entry(team_id.clone()).or_insert_with(|| {
-            let team = Owner {
-                id: team_id.clone(),
-                name: key.team.clone(),
-            };
-            (Arc::new(team), org_id.clone())
-        });
+        let team_id = owner(&mut owners.teams, "team", &key.team);
+        let team_org = owners
+            .team_orgs
+            .entry(team_id.clone())
+            .or_insert_with(|| org_id.clone());
         if *team_org != org_id {
             return Err(invalid(format!(
                 "keys[{index}]: team '{}' is already used under another org",

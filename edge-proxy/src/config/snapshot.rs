@@ -58,8 +58,9 @@ pub struct VirtualKey {
 #[derive(Debug, Clone, Default)]
 pub struct Owners {
     pub orgs: HashMap<String, Arc<Owner>>,
-    /// Each team with the id of its org.
-    pub teams: HashMap<String, (Arc<Owner>, String)>,
+    pub teams: HashMap<String, Arc<Owner>>,
+    /// The org of each team, by team id: a key's team must be in the key's org.
+    pub team_orgs: HashMap<String, String>,
     pub projects: HashMap<String, Arc<Owner>>,
     pub users: HashMap<String, Arc<Owner>>,
 }
@@ -67,41 +68,21 @@ pub struct Owners {
 impl Owners {
     /// The key with its owners, or why it cannot be used with this snapshot.
     pub fn resolve(&self, key: &KeyRecord) -> Result<VirtualKey, SnapshotError> {
-        let find = |owners: &HashMap<String, Arc<Owner>>, target: &'static str, target_id: &str| {
-            owners
-                .get(target_id)
-                .cloned()
-                .ok_or_else(|| SnapshotError::DanglingReference {
-                    what: "virtual key",
-                    id: key.id.clone(),
-                    target,
-                    target_id: target_id.to_owned(),
-                })
-        };
-        let org = find(&self.orgs, "org", &key.org_id)?;
-        let team = match self.teams.get(&*key.team_id) {
-            Some((team, org_id)) if **org_id == *key.org_id => Arc::clone(team),
-            Some(_) => {
-                return Err(invalid(
-                    "virtual key",
-                    &key.id,
-                    "team does not belong to the key's org",
-                ));
-            }
-            None => {
-                return Err(SnapshotError::DanglingReference {
-                    what: "virtual key",
-                    id: key.id.clone(),
-                    target: "team",
-                    target_id: key.team_id.to_string(),
-                });
-            }
-        };
-        let project = find(&self.projects, "project", &key.project_id)?;
+        let what = "virtual key";
+        let org = lookup(&self.orgs, what, &key.id, "org", &key.org_id)?;
+        let team = lookup(&self.teams, what, &key.id, "team", &key.team_id)?;
+        if self.team_orgs.get(&*key.team_id).map(String::as_str) != Some(&*key.org_id) {
+            return Err(invalid(
+                what,
+                &key.id,
+                "team does not belong to the key's org",
+            ));
+        }
+        let project = lookup(&self.projects, what, &key.id, "project", &key.project_id)?;
         let user = key
             .user_id
             .as_deref()
-            .map(|user_id| find(&self.users, "user", user_id))
+            .map(|user_id| lookup(&self.users, what, &key.id, "user", user_id))
             .transpose()?;
         Ok(VirtualKey {
             id: key.id.clone(),
@@ -257,33 +238,29 @@ impl TryFrom<pb::ConfigSnapshot> for Snapshot {
     type Error = SnapshotError;
 
     fn try_from(wire: pb::ConfigSnapshot) -> Result<Self, Self::Error> {
-        let orgs = owners(&wire.orgs, |o| &o.id, |o| &o.name);
-        let teams = owners(&wire.teams, |t| &t.id, |t| &t.name);
-        let projects = owners(&wire.projects, |p| &p.id, |p| &p.name);
-        let users = owners(&wire.users, |u| &u.id, |u| &u.name);
+        let owners = Owners {
+            orgs: owners(&wire.orgs, |o| &o.id, |o| &o.name),
+            teams: owners(&wire.teams, |t| &t.id, |t| &t.name),
+            team_orgs: wire
+                .teams
+                .iter()
+                .map(|t| (t.id.clone(), t.org_id.clone()))
+                .collect(),
+            projects: owners(&wire.projects, |p| &p.id, |p| &p.name),
+            users: owners(&wire.users, |u| &u.id, |u| &u.name),
+        };
         for team in &wire.teams {
-            lookup(&orgs, "team", &team.id, "org", &team.org_id)?;
+            lookup(&owners.orgs, "team", &team.id, "org", &team.org_id)?;
         }
         for project in &wire.projects {
-            lookup(&teams, "project", &project.id, "team", &project.team_id)?;
+            lookup(
+                &owners.teams,
+                "project",
+                &project.id,
+                "team",
+                &project.team_id,
+            )?;
         }
-        let team_orgs: HashMap<&str, &str> = wire
-            .teams
-            .iter()
-            .map(|t| (t.id.as_str(), t.org_id.as_str()))
-            .collect();
-        let owners = Owners {
-            teams: teams
-                .iter()
-                .map(|(id, team)| {
-                    let org_id = team_orgs.get(id.as_str()).copied().unwrap_or_default();
-                    (id.clone(), (Arc::clone(team), org_id.to_owned()))
-                })
-                .collect(),
-            orgs: orgs.clone(),
-            projects: projects.clone(),
-            users: users.clone(),
-        };
 
         // Keys in the snapshot must all be usable with it; keys that come as deltas are
         // resolved when a request uses them.
@@ -364,15 +341,15 @@ impl TryFrom<pb::ConfigSnapshot> for Snapshot {
                 });
             }
             if spec.scope_name.is_empty() {
-                let owners = match spec.key.level {
-                    Level::Org => Some(&orgs),
-                    Level::Team => Some(&teams),
-                    Level::Project => Some(&projects),
-                    Level::User => Some(&users),
+                let named = match spec.key.level {
+                    Level::Org => Some(&owners.orgs),
+                    Level::Team => Some(&owners.teams),
+                    Level::Project => Some(&owners.projects),
+                    Level::User => Some(&owners.users),
                     Level::Key => None,
                 };
-                spec.scope_name = owners
-                    .and_then(|owners| owners.get(&*spec.key.scope_id))
+                spec.scope_name = named
+                    .and_then(|named| named.get(&*spec.key.scope_id))
                     .map_or_else(|| spec.key.level.as_str().to_owned(), |o| o.name.clone());
             }
             limits.push(spec);
