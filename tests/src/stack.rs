@@ -82,6 +82,44 @@ impl Stack {
         .await;
     }
 
+    /// Waits until the edge has saved what it holds now: the floor file `floor` in its state dir
+    /// (`version-floor`, `key-revision-floor`) reaches the current config version.
+    pub async fn wait_state_saved(&self, floor: &str) {
+        let version = self.db.config_version().await;
+        self.edge
+            .wait_state_floor(floor, version, std::time::Duration::from_secs(30))
+            .await;
+    }
+
+    /// The put-back attack: keeps a copy of the edge's state file `file` (guarded by the floor
+    /// file `floor`) from before a key is revoked, revokes the key, then with the control plane
+    /// down puts the copy back and restarts the edge. Returns the revoked key's chat status.
+    pub async fn restart_on_state_from_before_a_revocation(
+        &mut self,
+        file: &str,
+        floor: &str,
+    ) -> u16 {
+        let doomed = self.create_key(&[]).await;
+        let path = self
+            .edge
+            .state_dir()
+            .expect("an edge with a state dir")
+            .join(file);
+        self.wait_state_saved(floor).await;
+        let before_revocation = std::fs::read(&path).expect("read the state file");
+        self.revoke_key_and_wait(&doomed, std::time::Duration::from_secs(30))
+            .await;
+        self.wait_state_saved(floor).await;
+        self.edge.stop();
+        self.cp.stop();
+        std::fs::write(&path, &before_revocation).expect("put the old state file back");
+        self.edge.restart().await;
+        self.client()
+            .chat_status(&doomed.plaintext, "mock-small")
+            .await
+            .expect("the restarted edge answers")
+    }
+
     /// Waits until the demo key's GET /v1/models lists `model`.
     pub async fn wait_model_listed(&self, model: &str) {
         let client = self.client();

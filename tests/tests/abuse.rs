@@ -204,30 +204,9 @@ async fn a_full_spool_disk_refuses_at_once_and_recovers_when_space_returns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_older_snapshot_put_back_is_refused_on_restart() {
     let mut stack = Stack::start().await;
-    let doomed = stack.create_key(&[]).await;
-    let state_dir = stack.edge.state_dir().unwrap().to_owned();
-    let snapshot = state_dir.join("config-snapshot.bin");
-    let before_revocation = std::fs::read(&snapshot).unwrap();
-
-    stack
-        .revoke_key_and_wait(&doomed, Duration::from_secs(30))
-        .await;
-    // The revocation's snapshot is on disk once the floor holds its version.
-    let revoked_version = stack.db.config_version().await;
-    stack
-        .edge
-        .wait_state_floor("version-floor", revoked_version, Duration::from_secs(30))
-        .await;
-
-    stack.edge.stop();
-    stack.cp.stop();
-    std::fs::write(&snapshot, &before_revocation).unwrap();
-    stack.edge.restart().await;
     let status = stack
-        .client()
-        .chat_status(&doomed.plaintext, "mock-small")
-        .await
-        .unwrap();
+        .restart_on_state_from_before_a_revocation("config-snapshot.bin", "version-floor")
+        .await;
     assert_ne!(
         status, 200,
         "the revoked key works again from the old snapshot"

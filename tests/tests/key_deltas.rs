@@ -5,7 +5,6 @@
 //! edge fetches only what changed while it was down; a key table put back from an older copy is
 //! refused.
 
-use std::time::Duration;
 use tollgate_e2e::fake_edge::FakeEdge;
 use tollgate_e2e::{ControlPlane, PROPAGATION_TIMEOUT, Stack, TestDb, eventually};
 use tollgate_proto::v1 as pb;
@@ -151,11 +150,7 @@ async fn keys_travel_as_deltas_from_the_revision_the_edge_holds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_edge_fetches_only_the_keys_changed_while_it_was_down() {
     let mut stack = Stack::start().await;
-    let saved_version = stack.db.config_version().await;
-    stack
-        .edge
-        .wait_state_floor("key-revision-floor", saved_version, PROPAGATION_TIMEOUT)
-        .await;
+    stack.wait_state_saved("key-revision-floor").await;
 
     stack.edge.stop();
     let created_meanwhile = stack.cp.create_key(&stack.demo, &[]).await;
@@ -182,40 +177,13 @@ async fn a_restarted_edge_fetches_only_the_keys_changed_while_it_was_down() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_older_key_table_put_back_is_refused_on_restart() {
     let mut stack = Stack::start().await;
-    let doomed = stack.create_key(&[]).await;
-    let state_dir = stack.edge.state_dir().unwrap().to_owned();
-    let keys_file = state_dir.join("virtual-keys.bin");
-    let saved = async |stack: &Stack| {
-        let version = stack.db.config_version().await;
-        stack
-            .edge
-            .wait_state_floor("key-revision-floor", version, Duration::from_secs(30))
-            .await;
-    };
-    saved(&stack).await;
-    let before_revocation = std::fs::read(&keys_file).unwrap();
-
-    stack
-        .revoke_key_and_wait(&doomed, Duration::from_secs(30))
-        .await;
-    saved(&stack).await;
-
-    stack.edge.stop();
-    stack.cp.stop();
-    std::fs::write(&keys_file, &before_revocation).unwrap();
-    stack.edge.restart().await;
     let status = stack
-        .client()
-        .chat_status(&doomed.plaintext, "mock-small")
-        .await
-        .unwrap();
+        .restart_on_state_from_before_a_revocation("virtual-keys.bin", "key-revision-floor")
+        .await;
     assert_ne!(
         status, 200,
         "the revoked key works again from the old table"
     );
-    assert!(
-        stack.edge.logs().contains("not using a saved key table"),
-        "{}",
-        stack.edge.logs()
-    );
+    let logs = stack.edge.logs();
+    assert!(logs.contains("not using a saved key table"), "{logs}");
 }
