@@ -88,6 +88,21 @@ impl Edge {
         edge
     }
 
+    /// Like [`Edge::connect`], with the edge confined to `cpus` (a `taskset -c` list) from its
+    /// first instruction, so its runtime sizes itself to them: for benchmarks.
+    pub async fn connect_on_cpus(
+        control_plane: &ControlPlane,
+        join_token: &str,
+        extra_args: &[&str],
+        cpus: &str,
+    ) -> Edge {
+        let mut edge = Edge::connect(control_plane, join_token, extra_args).await;
+        edge.process.stop();
+        edge.process.run_on_cpus(cpus);
+        edge.spawn_and_wait_healthy().await;
+        edge
+    }
+
     /// `tollgate-edge serve --config <config_path> --listen 127.0.0.1:0 <extra_args>`:
     /// a standalone edge with no control plane. Returns once /healthz answers.
     /// The edge keeps its id and usage spool in a state directory owned by the edge.

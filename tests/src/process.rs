@@ -132,6 +132,8 @@ pub struct ManagedProcess {
     stderr_log: PathBuf,
     child: Option<Child>,
     starts: u32,
+    /// CPUs the process is confined to (`taskset -c` list), for measurements.
+    cpus: Option<String>,
 }
 
 impl ManagedProcess {
@@ -153,7 +155,14 @@ impl ManagedProcess {
             stderr_log: log_dir.join(format!("{label}.stderr.log")),
             child: None,
             starts: 0,
+            cpus: None,
         }
+    }
+
+    /// Confines the process to `cpus` (a `taskset -c` list such as `0` or `0-1`) from its next
+    /// start on, so a benchmark can give it cores of its own. Needs `taskset` (util-linux).
+    pub fn run_on_cpus(&mut self, cpus: &str) {
+        self.cpus = Some(cpus.to_owned());
     }
 
     /// Sets the value after `flag` for the next start (e.g. pins `--listen` to the port the
@@ -181,7 +190,15 @@ impl ManagedProcess {
         self.starts += 1;
         let stdout = open_log(&self.stdout_log, &self.label, self.starts);
         let stderr = open_log(&self.stderr_log, &self.label, self.starts);
-        let mut command = base_command(&self.program);
+        let mut command = match &self.cpus {
+            None => base_command(&self.program),
+            Some(cpus) => {
+                // taskset execs the program: the pid stays the program's.
+                let mut command = base_command(Path::new("taskset"));
+                command.arg("-c").arg(cpus).arg(&self.program);
+                command
+            }
+        };
         command
             .args(&self.args)
             .envs(self.env.iter().map(|(name, value)| (name, value)))
