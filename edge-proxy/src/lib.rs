@@ -7,6 +7,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod ids;
 pub mod limits;
 pub mod metrics;
 pub mod pricing;

@@ -141,7 +141,7 @@ async fn bounded_headers(request: Request, next: Next) -> Response {
 
 /// Every response carries an `x-request-id`, the handle to find a request in logs and usage.
 async fn request_id(mut request: Request, next: Next) -> Response {
-    let id = format!("req_{}", uuid::Uuid::new_v4().simple());
+    let id = format!("req_{}", crate::ids::random_uuid().simple());
     request.extensions_mut().insert(RequestId(id.clone()));
     let path = client_text(request.uri().path(), MAX_ECHOED_PATH_BYTES);
     let span =

@@ -98,7 +98,7 @@ fn approximate_prompt_tokens(request: &ChatCompletionRequest) -> u64 {
 }
 
 fn completion_id() -> String {
-    format!("chatcmpl-mock-{}", uuid::Uuid::new_v4().simple())
+    format!("chatcmpl-mock-{}", crate::ids::random_uuid().simple())
 }
 
 fn now_unix() -> i64 {

@@ -36,23 +36,28 @@ impl SseDecoder {
     /// Feeds bytes; returns every event completed by them.
     pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<SseEvent>, LineTooLong> {
         self.buffer.extend_from_slice(bytes);
+        // Lines are read in place (no copy unless they are not valid UTF-8); the buffer is
+        // taken out meanwhile so `line` can update the decoder's other fields.
+        let buffer = std::mem::take(&mut self.buffer);
         let mut events = Vec::new();
         let mut consumed = 0;
         let mut search_from = self.scanned;
-        while let Some(newline) = self.buffer[search_from..].iter().position(|&b| b == b'\n') {
+        while let Some(newline) = buffer[search_from..].iter().position(|&b| b == b'\n') {
             let end = search_from + newline;
-            let line = &self.buffer[consumed..end];
+            let line = &buffer[consumed..end];
             let line = line.strip_suffix(b"\r").unwrap_or(line);
-            let line = String::from_utf8_lossy(line).into_owned();
+            let line = String::from_utf8_lossy(line);
             consumed = end + 1;
             search_from = consumed;
             if let Some(event) = self.line(&line) {
                 events.push(event);
             }
             if self.data_bytes > MAX_EVENT_BYTES {
+                self.buffer = buffer;
                 return Err(LineTooLong);
             }
         }
+        self.buffer = buffer;
         self.buffer.drain(..consumed);
         self.scanned = self.buffer.len();
         if self.buffer.len() + self.data_bytes > MAX_EVENT_BYTES {
@@ -68,9 +73,14 @@ impl SseDecoder {
                 return None;
             }
             self.data_bytes = 0;
+            let data = if self.data.len() == 1 {
+                self.data.pop().unwrap_or_default()
+            } else {
+                std::mem::take(&mut self.data).join("\n")
+            };
             return Some(SseEvent {
                 event: self.event.take(),
-                data: std::mem::take(&mut self.data).join("\n"),
+                data,
             });
         }
         if line.starts_with(':') {

@@ -1,4 +1,4 @@
-//! `bpe-openai` (the hot path) must count exactly as `tiktoken-rs` (the reference port of
+//! Our counting (the hot path) must count exactly as `tiktoken-rs` (the reference port of
 //! OpenAI's tiktoken) does, for both encodings, over text chosen to stress the pre-tokenizer
 //! and the merges: prose, code, JSON, scripts without spaces, right-to-left text, emoji and ZWJ
 //! sequences, whitespace runs, numbers, repetition, and deterministic pseudo-random strings.
@@ -163,11 +163,31 @@ fn corpus() -> Vec<String> {
     corpus.extend(random_samples(0x7011_6a7e, 400, 64));
     corpus.extend(random_samples(0x0dd_b17e5, 100, 2000));
     corpus.extend(spliced_samples(0x5eed, 200));
+    corpus.extend(long_words(0x1011_6b0d, 40));
     corpus
 }
 
+/// Runs of letters with no space, 65 to 5000 bytes: single pieces long enough for the heap
+/// merge (a client can send a megabyte of one word).
+fn long_words(seed: u64, count: usize) -> Vec<String> {
+    let mut rng = Rng(seed);
+    (0..count)
+        .map(|index| {
+            let len = 65 + rng.below(5000);
+            let alphabet: &[u8] = if index % 2 == 0 {
+                b"abcdefghijklmnopqrstuvwxyz"
+            } else {
+                b"eeeeetaoinshrdlu"
+            };
+            (0..len)
+                .map(|_| char::from(alphabet[rng.below(alphabet.len() as u64) as usize]))
+                .collect()
+        })
+        .collect()
+}
+
 #[test]
-fn bpe_openai_counts_exactly_as_tiktoken_for_both_encodings() {
+fn counts_exactly_as_tiktoken_for_both_encodings() {
     let corpus = corpus();
     assert!(corpus.len() >= 800, "corpus has {} texts", corpus.len());
     for encoding in Encoding::ALL {
@@ -191,19 +211,59 @@ fn bpe_openai_counts_exactly_as_tiktoken_for_both_encodings() {
     }
 }
 
+/// Every token of tiktoken's vocabulary, in rank order (ordinary tokens: ranks are contiguous
+/// from 0; the special tokens after a gap are not counted as text).
+fn tiktoken_vocabulary(encoding: Encoding) -> Vec<Vec<u8>> {
+    let reference = reference(encoding);
+    (0..)
+        .map_while(|rank| reference.decode_bytes(&[rank]).ok())
+        .collect()
+}
+
+fn committed_vocabulary_path(encoding: Encoding) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/tokens/vocab")
+        .join(format!("{}.bin", encoding.name()))
+}
+
 #[test]
-fn bpe_openai_encodes_the_same_token_ids_as_tiktoken() {
-    // Same ids, not only the same number of them: a stronger check on the fixed samples.
+fn the_vocabularies_in_the_binary_are_tiktokens_token_for_token() {
     for encoding in Encoding::ALL {
-        let reference = reference(encoding);
-        for text in SAMPLES {
+        let expected = tiktoken_vocabulary(encoding);
+        assert!(expected.len() >= 100_000, "{}", encoding.name());
+        let vocabulary = encoding.tokenizer().unwrap().vocabulary();
+        assert_eq!(vocabulary.len(), expected.len(), "{}", encoding.name());
+        for (rank, token) in expected.iter().enumerate() {
             assert_eq!(
-                encoding.load().encode(*text),
-                reference.encode_ordinary(text),
-                "{}: {text:?}",
+                vocabulary.token(rank),
+                token.as_slice(),
+                "{} rank {rank}",
+                encoding.name()
+            );
+            assert_eq!(
+                vocabulary.rank(token),
+                Some(rank as u32),
+                "{} rank {rank}",
                 encoding.name()
             );
         }
+        assert_eq!(
+            std::fs::read(committed_vocabulary_path(encoding)).unwrap(),
+            super::vocabulary::encode(&expected),
+            "{}",
+            encoding.name()
+        );
+    }
+}
+
+/// Writes `src/tokens/vocab/*.bin` from tiktoken-rs:
+/// `cargo test -p tollgate-edge-proxy regenerate_vocabularies -- --ignored`.
+#[test]
+#[ignore = "writes the committed vocabulary files; run on purpose"]
+fn regenerate_vocabularies() {
+    for encoding in Encoding::ALL {
+        let data = super::vocabulary::encode(&tiktoken_vocabulary(encoding));
+        std::fs::write(committed_vocabulary_path(encoding), data).unwrap();
     }
 }
 

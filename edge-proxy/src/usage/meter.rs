@@ -68,10 +68,12 @@ impl RequestMeter {
         request_id: &str,
         config_version: u64,
     ) -> Self {
+        let event_time_unix_ms = now_unix_ms();
         let event = UsageEvent {
-            event_id: uuid::Uuid::now_v7().to_string(),
+            event_id: crate::ids::time_ordered_uuid(u64::try_from(event_time_unix_ms).unwrap_or(0))
+                .to_string(),
             request_id: request_id.to_owned(),
-            event_time_unix_ms: now_unix_ms(),
+            event_time_unix_ms,
             org_id: key.org.id.clone(),
             team_id: key.team.id.clone(),
             project_id: key.project.id.clone(),

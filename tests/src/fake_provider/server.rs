@@ -35,8 +35,11 @@ pub(crate) async fn serve(shared: Arc<Shared>) -> (SocketAddr, JoinHandle<()>) {
         .expect("bind the fake provider");
     let addr = listener.local_addr().expect("fake provider address");
     let counter = Arc::clone(&shared);
-    let listener = listener.tap_io(move |_stream| {
+    let listener = listener.tap_io(move |stream| {
         counter.connections.fetch_add(1, Ordering::SeqCst);
+        // A real provider's chunks are not held back by Nagle; nor may the fake's be, or the
+        // edge's own pacing could not be tested.
+        let _ = stream.set_nodelay(true);
     });
     let app = Router::new()
         .route("/v1/chat/completions", post(openai_chat))

@@ -65,7 +65,7 @@ pub fn arguments(call: &FunctionCall) -> String {
 pub fn completion_id(response_id: Option<&str>) -> String {
     match response_id {
         Some(id) => format!("chatcmpl-{id}"),
-        None => format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
+        None => format!("chatcmpl-{}", crate::ids::random_uuid().simple()),
     }
 }
 

@@ -59,6 +59,9 @@ struct Cli {
     /// Keep-alive connections of the closed-loop phases.
     #[arg(long, default_value_t = 32)]
     connections: usize,
+    /// Seconds each proxy sits idle (after one request) before its idle memory is read.
+    #[arg(long, default_value_t = 1)]
+    idle_seconds: u64,
     /// Requests per second of the open-loop phase.
     #[arg(long, default_value_t = 200)]
     rate: u32,
@@ -314,7 +317,7 @@ async fn measure(
     if reply.matches("data: ").count() < stub::STREAM_EVENTS || !reply.contains("[DONE]") {
         bail!("unexpected stream: {reply}");
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(Duration::from_secs(cli.idle_seconds)).await;
     let (idle_rss, _) = process_stats::memory(pid)?;
 
     let seconds = Duration::from_secs(cli.seconds);
