@@ -4,13 +4,13 @@
 //!
 //! ```sh
 //! cargo run --release -p tollgate-control-plane --example ingest_bench
-//! # the same over the Unix socket (no TCP, so no Nagle stall; see below)
+//! # the same over the Unix socket (no TCP at all)
 //! TOLLGATE_BENCH_DATABASE_URL='postgres://postgres@localhost/postgres?host=/var/run/postgresql' \
 //!     cargo run --release -p tollgate-control-plane --example ingest_bench
 //! ```
 //!
 //! Scenarios: batch sizes 1k (an edge's spool segment), 5k and 10k with one reporter; the
-//! events insert alone without the rollup CTE (what the rollups cost); and two concurrent
+//! events insert alone in one transaction, without rollups (what they cost); and two concurrent
 //! reporters (two edges) sending batches of the same hours, so they contend for the same rollup
 //! rows as real edges do. "resend events/s" re-sends everything afterwards: the lost-ack case,
 //! all duplicates.
@@ -18,13 +18,11 @@
 //! `TOLLGATE_BENCH_DATABASE_URL` names the Postgres server (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`); each run creates and drops its own
 //! `tollgate_bench_<uuid>` database. `TOLLGATE_BENCH_EVENTS` changes the event count (300000).
-//! Durability is the production one: every batch is its own committed transaction with
-//! `synchronous_commit` as the server has it.
+//! Durability is the production one: every batch is committed (in two parallel transactions
+//! from 500 events on, as in production) with `synchronous_commit` as the server has it.
 //!
-//! Over TCP, sqlx 0.9.0 does not set TCP_NODELAY (github.com/transact-rs/sqlx issue #4335,
-//! fixed by PR #4336 after the release), so a multi-segment batch often waits ~40 ms for a
-//! delayed ACK.
-//! That is most visible with 1k batches; the Unix-socket run shows the cost without it.
+//! sqlx 0.9.0 did not set TCP_NODELAY over TCP (issue #4335), so a multi-segment batch often
+//! waited ~40 ms for a delayed ACK; 0.9.1, which the workspace uses, does.
 
 #![allow(clippy::print_stdout)]
 
@@ -59,9 +57,9 @@ const SPAN: TimeDelta = TimeDelta::hours(6);
 /// What is timed.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Path {
-    /// `usage::ingest`: events and hourly rollups in one statement (production).
+    /// `usage::ingest`: events, then their pre-aggregated hourly rollups (production).
     Ingest,
-    /// The same `UNNEST` insert without the rollup CTE, to show what the rollups cost.
+    /// The `UNNEST` insert alone, one transaction, no rollups: what the rollups cost.
     EventsOnly,
 }
 

@@ -608,3 +608,93 @@ async fn usage_ingest_partitions_are_created_ahead_and_late_events_in_the_defaul
         vec![ahead]
     );
 }
+
+/// The rollups must always equal the events they summarise.
+async fn assert_rollups_match_events(pool: &sqlx::PgPool) {
+    let mismatches = count(
+        pool,
+        "SELECT count(*) FROM (
+             SELECT date_trunc('hour', event_time, 'UTC') AS hour, org_id, team_id, project_id,
+                    user_id, model, count(*) AS requests,
+                    count(*) FILTER (WHERE status <> 'ok') AS error_requests,
+                    count(*) FILTER (WHERE cost_micros IS NULL) AS unpriced_requests,
+                    sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
+                    coalesce(sum(cost_micros), 0) AS cost_micros,
+                    sum(latency_ms) AS latency_ms_sum
+             FROM usage_events GROUP BY 1, 2, 3, 4, 5, 6
+             EXCEPT
+             SELECT hour, org_id, team_id, project_id, user_id, model, requests, error_requests,
+                    unpriced_requests, input_tokens, output_tokens, cost_micros, latency_ms_sum
+             FROM usage_hourly) AS differing",
+    )
+    .await;
+    assert_eq!(mismatches, 0, "rollup rows that do not match their events");
+}
+
+#[tokio::test]
+async fn usage_ingest_a_large_batch_written_in_parallel_parts_is_stored_and_rolled_up_exactly_once()
+{
+    let world = World::create().await;
+    let at = an_hour_ago();
+    let scopes = [&world.chatbot, &world.search, &world.site, &world.api];
+    let users = [world.alice.as_str(), world.bob.as_str(), ""];
+    let models = ["gpt-4o", "mini", "llama3"];
+    let events: Vec<pb::UsageEvent> = (0..5_000u64)
+        .map(|index| {
+            let i = usize::try_from(index).unwrap();
+            let event = event(
+                scopes[i % scopes.len()],
+                users[i % users.len()],
+                models[i % models.len()],
+                at - Duration::minutes(i64::try_from(index % 120).unwrap()),
+            );
+            let event = with_tokens(event, index % 500, 0, index % 70);
+            match i % 5 {
+                0 => with_status(event, "upstream_error", 502),
+                1 => event,
+                _ => with_cost(event, i64::try_from(index).unwrap()),
+            }
+        })
+        .collect();
+    // Twice in one batch, at both ends of the sorted batch: each is stored and counted once.
+    let mut batch = events.clone();
+    batch.push(events[0].clone());
+    batch.push(events[4_999].clone());
+    assert_eq!(
+        world.ingest(&batch).await,
+        IngestOutcome {
+            accepted: 5_000,
+            duplicates: 2,
+            rejected: 0
+        }
+    );
+    assert_rollups_match_events(world.pool()).await;
+
+    // Re-sent with 3,000 new events mixed in: only those count, wherever they fall.
+    let fresh: Vec<pb::UsageEvent> = (0..3_000)
+        .map(|index| with_cost(event(&world.site, &world.bob, "mini", at), i64::from(index)))
+        .collect();
+    let mut again = events;
+    again.extend(fresh);
+    assert_eq!(
+        world.ingest(&again).await,
+        IngestOutcome {
+            accepted: 3_000,
+            duplicates: 5_000,
+            rejected: 0
+        }
+    );
+    assert_eq!(
+        count(world.pool(), "SELECT count(*) FROM usage_events").await,
+        8_000
+    );
+    assert_eq!(
+        count(
+            world.pool(),
+            "SELECT sum(requests)::bigint FROM usage_hourly"
+        )
+        .await,
+        8_000
+    );
+    assert_rollups_match_events(world.pool()).await;
+}

@@ -8,6 +8,7 @@ pub mod event;
 pub mod ingest;
 pub mod partitions;
 pub mod quarantine;
+pub mod rollup;
 pub mod service;
 
 pub use batch::{MAX_EVENTS_PER_BATCH, RejectedEvent, UsageBatch};

@@ -18,7 +18,7 @@
 //! CPU per request from the proxy's own /proc counters), an open loop at `--rate` requests per
 //! second (latency percentiles counted from each request's due time), the same closed loop with
 //! streaming (streams/s, latency to the last and the first byte), and the proxy's resident
-//! memory idle (after start and one request) and at its peak. Every figure is printed with its
+//! memory when ready, idle after its first requests, and at its peak. Every figure is printed with its
 //! ratio to the pass-through's.
 //!
 //! Needs Postgres as the tests do (`TOLLGATE_TEST_DATABASE_URL`), `taskset` (util-linux), and
@@ -291,6 +291,9 @@ struct Figures {
     open: Measured,
     streams: Measured,
     cpu_per_stream: Duration,
+    /// Ready, before any request.
+    start_rss: u64,
+    /// After a request of each kind, then `--idle-seconds` of nothing.
     idle_rss: u64,
     peak_rss: u64,
 }
@@ -309,6 +312,7 @@ async fn measure(
     };
     let json = target(REQUEST);
     let stream = target(STREAM_REQUEST);
+    let (start_rss, _) = process_stats::memory(pid)?;
     let reply = drive::once(&json).await.map_err(anyhow::Error::msg)?;
     if !reply.contains("chat.completion") {
         bail!("unexpected reply: {reply}");
@@ -346,6 +350,7 @@ async fn measure(
         open,
         streams,
         cpu_per_stream,
+        start_rss,
         idle_rss,
         peak_rss,
     })
@@ -426,7 +431,13 @@ fn print_table(cli: &Cli, bare: &Figures, edge: &Figures) {
             1,
         ),
         (
-            "idle RSS, MiB".into(),
+            "RSS at start (ready, no request yet), MiB".into(),
+            mib(bare.start_rss),
+            mib(edge.start_rss),
+            1,
+        ),
+        (
+            "idle RSS (after the first requests), MiB".into(),
             mib(bare.idle_rss),
             mib(edge.idle_rss),
             1,
