@@ -119,16 +119,24 @@ fn request(target: &Target) -> hyper::Request<Full<Bytes>> {
         .unwrap_or_else(|_| hyper::Request::new(Full::new(Bytes::new())))
 }
 
-/// Sends one request on `sender` and reads the whole body (stream or not).
-async fn exchange(sender: &mut Sender, target: &Target, since: Instant) -> Result<Sample, String> {
+/// Sends `target` on `sender` once it can take a request; the body is the caller's to read.
+async fn send(
+    sender: &mut Sender,
+    target: &Target,
+) -> Result<hyper::Response<hyper::body::Incoming>, String> {
     sender
         .ready()
         .await
         .map_err(|error| format!("connection: {error}"))?;
-    let response = sender
+    sender
         .send_request(request(target))
         .await
-        .map_err(|error| format!("send: {error}"))?;
+        .map_err(|error| format!("send: {error}"))
+}
+
+/// Sends one request on `sender` and reads the whole body (stream or not).
+async fn exchange(sender: &mut Sender, target: &Target, since: Instant) -> Result<Sample, String> {
+    let response = send(sender, target).await?;
     let status = response.status();
     let mut body = response.into_body();
     let mut first_byte = None;
@@ -159,14 +167,7 @@ async fn exchange(sender: &mut Sender, target: &Target, since: Instant) -> Resul
 /// before anything is measured.
 pub async fn once(target: &Target) -> Result<String, String> {
     let mut sender = connect(target.address).await?;
-    sender
-        .ready()
-        .await
-        .map_err(|error| format!("connection: {error}"))?;
-    let response = sender
-        .send_request(request(target))
-        .await
-        .map_err(|error| format!("send: {error}"))?;
+    let response = send(&mut sender, target).await?;
     let status = response.status();
     let body = response
         .into_body()
