@@ -1,7 +1,8 @@
 //! The usage ledger's ingest side: edges report batches of usage events (`service`), which are
 //! validated at the boundary (`event`, `batch`) and stored idempotently with their hourly
-//! rollups in one transaction per batch (`ingest`) into month partitions kept ahead of time
-//! (`partitions`); records an edge cannot report as events are kept aside (`quarantine`).
+//! rollups (`ingest`, aggregated in `rollup`; a large batch as two parallel transactions) into
+//! month partitions kept ahead of time (`partitions`); records an edge cannot report as events
+//! are kept aside (`quarantine`).
 
 pub mod batch;
 pub mod event;

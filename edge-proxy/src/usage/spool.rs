@@ -5,11 +5,11 @@
 //! `write()`s events within about a millisecond of their arrival (`linger`: an idle writer wakes
 //! at the first event, then gathers for a millisecond before it writes, so under load one
 //! wake-up and one `write` serve hundreds of requests instead of one each), so a crashed or
-//! killed edge process loses at most that millisecond of events; it `fsync`s at most `fsync_interval` after a write (group commit), so an
-//! OS crash or power loss can lose at most that window. A segment is sealed (fsync, rename
-//! `.open` → `.jsonl`, fsync of the directory) when it holds `segment_max_events` events or is
-//! `segment_max_age` old; only sealed segments are reported, and a segment is deleted only after
-//! the control plane acknowledged it.
+//! killed edge process loses at most that millisecond of events. It `fsync`s at most
+//! `fsync_interval` after a write (group commit), so an OS crash or power loss can lose at most
+//! that window. A segment is sealed (fsync, rename `.open` → `.jsonl`, fsync of the directory)
+//! when it holds `segment_max_events` events or is `segment_max_age` old; only sealed segments
+//! are reported, and a segment is deleted only after the control plane acknowledged it.
 
 use super::event::UsageEvent;
 use prometheus_client::metrics::counter::Counter;
