@@ -45,6 +45,17 @@ impl Edge {
         state_dir: &Path,
         extra_args: &[&str],
     ) -> Edge {
+        Edge::start_on(control_plane_url, join_token, state_dir, extra_args, None).await
+    }
+
+    /// [`Edge::start`], confined to `cpus` (a `taskset -c` list) when given.
+    async fn start_on(
+        control_plane_url: &str,
+        join_token: &str,
+        state_dir: &Path,
+        extra_args: &[&str],
+        cpus: Option<&str>,
+    ) -> Edge {
         let edge_id = extra_args
             .iter()
             .position(|arg| *arg == "--edge-id")
@@ -66,7 +77,7 @@ impl Edge {
             args.extend(["--edge-id".to_owned(), edge_id.clone()]);
         }
         args.extend(extra_args.iter().map(|arg| (*arg).to_owned()));
-        Edge::launch(args, Some(edge_id), Some(state_dir.to_path_buf())).await
+        Edge::launch(args, Some(edge_id), Some(state_dir.to_path_buf()), cpus).await
     }
 
     /// Like [`Edge::start`] against `control_plane`, with a fresh state directory owned by the
@@ -76,16 +87,7 @@ impl Edge {
         join_token: &str,
         extra_args: &[&str],
     ) -> Edge {
-        let state_root = tempfile::Builder::new()
-            .prefix("tollgate-e2e-edge-state-")
-            .tempdir()
-            .expect("create a state dir for the edge");
-        // Deleted together with the edge (see `adopt_dir`), not when this function returns.
-        let state_dir = state_root.path().join("state");
-        std::fs::create_dir_all(&state_dir).expect("create the edge state dir");
-        let mut edge = Edge::start(&control_plane.url(), join_token, &state_dir, extra_args).await;
-        edge.adopt_dir(state_root);
-        edge
+        Edge::connect_on(control_plane, join_token, extra_args, None).await
     }
 
     /// Like [`Edge::connect`], with the edge confined to `cpus` (a `taskset -c` list) from its
@@ -96,10 +98,31 @@ impl Edge {
         extra_args: &[&str],
         cpus: &str,
     ) -> Edge {
-        let mut edge = Edge::connect(control_plane, join_token, extra_args).await;
-        edge.process.stop();
-        edge.process.run_on_cpus(cpus);
-        edge.spawn_and_wait_healthy().await;
+        Edge::connect_on(control_plane, join_token, extra_args, Some(cpus)).await
+    }
+
+    async fn connect_on(
+        control_plane: &ControlPlane,
+        join_token: &str,
+        extra_args: &[&str],
+        cpus: Option<&str>,
+    ) -> Edge {
+        let state_root = tempfile::Builder::new()
+            .prefix("tollgate-e2e-edge-state-")
+            .tempdir()
+            .expect("create a state dir for the edge");
+        // Deleted together with the edge (see `adopt_dir`), not when this function returns.
+        let state_dir = state_root.path().join("state");
+        std::fs::create_dir_all(&state_dir).expect("create the edge state dir");
+        let mut edge = Edge::start_on(
+            &control_plane.url(),
+            join_token,
+            &state_dir,
+            extra_args,
+            cpus,
+        )
+        .await;
+        edge.adopt_dir(state_root);
         edge
     }
 
@@ -119,7 +142,7 @@ impl Edge {
             state_root.path().join("state").display().to_string(),
         ];
         args.extend(extra_args.iter().map(|arg| (*arg).to_owned()));
-        let mut edge = Edge::launch(args, None, None).await;
+        let mut edge = Edge::launch(args, None, None, None).await;
         edge.adopt_dir(state_root);
         edge
     }
@@ -128,6 +151,7 @@ impl Edge {
         mut args: Vec<String>,
         edge_id: Option<String>,
         state_dir: Option<PathBuf>,
+        cpus: Option<&str>,
     ) -> Edge {
         let work_dir = tempfile::Builder::new()
             .prefix("tollgate-e2e-edge-")
@@ -143,13 +167,16 @@ impl Edge {
         let label = edge_id
             .clone()
             .unwrap_or_else(|| "tollgate-edge".to_owned());
-        let process = ManagedProcess::new(
+        let mut process = ManagedProcess::new(
             &label,
             binary_path("tollgate-edge"),
             args.into_iter().map(OsString::from).collect(),
             Vec::new(),
             work_dir.path(),
         );
+        if let Some(cpus) = cpus {
+            process.run_on_cpus(cpus);
+        }
         let mut edge = Edge {
             process,
             port: 0,

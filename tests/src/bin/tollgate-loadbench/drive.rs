@@ -183,17 +183,9 @@ pub async fn once(target: &Target) -> Result<String, String> {
     }
 }
 
-/// `connections` connections each sending `target` back to back for `warmup` (not counted)
-/// and then for `duration`.
-pub async fn closed_loop(
-    target: &Target,
-    connections: usize,
-    warmup: Duration,
-    duration: Duration,
-) -> Measured {
-    let started = Instant::now();
-    let measure_from = started + warmup;
-    let deadline = measure_from + duration;
+/// `connections` connections each sending `target` back to back for `duration`.
+pub async fn closed_loop(target: &Target, connections: usize, duration: Duration) -> Measured {
+    let deadline = Instant::now() + duration;
     let mut workers = Vec::with_capacity(connections);
     for _ in 0..connections {
         let target = target.clone();
@@ -220,9 +212,7 @@ pub async fn closed_loop(
                 if sample.is_err() {
                     sender = None;
                 }
-                if now >= measure_from {
-                    samples.push(sample);
-                }
+                samples.push(sample);
             }
             samples
         }));
@@ -233,7 +223,7 @@ pub async fn closed_loop(
             samples.append(&mut done);
         }
     }
-    Measured::from_samples(samples, deadline.saturating_duration_since(measure_from))
+    Measured::from_samples(samples, duration)
 }
 
 /// Sends `target` at `rate` requests per second for `duration`, each on an idle pooled

@@ -346,9 +346,10 @@ async fn closed_loop_with_cpu(
     warmup: Duration,
     duration: Duration,
 ) -> anyhow::Result<(Measured, Duration)> {
-    drive::closed_loop(target, cli.connections, Duration::ZERO, warmup).await;
+    // Warm-up: connections opened, caches and leases filled; not counted.
+    drive::closed_loop(target, cli.connections, warmup).await;
     let before = process_stats::cpu_time(pid)?;
-    let measured = drive::closed_loop(target, cli.connections, Duration::ZERO, duration).await;
+    let measured = drive::closed_loop(target, cli.connections, duration).await;
     let used = process_stats::cpu_time(pid)?.saturating_sub(before);
     let per_request = used / u32::try_from(measured.completed.max(1)).unwrap_or(u32::MAX);
     Ok((measured, per_request))
